@@ -1,0 +1,43 @@
+# The two commands: `make run` serves the provider, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# make test runs on real PostgreSQL and Redis: the local servers unless told otherwise.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/idp)
+TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+
+.PHONY: install run test lint check-deploy clean
+
+install: $(VENV)/.installed
+
+# Re-installs only when a requirements file changed, so it is fast when nothing did.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: install
+	@mkdir -p var/broker var/static
+	@$(BIN)/python -m idp.devenv write-env
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py ensure_signing_key
+	@$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	@$(BIN)/python manage.py bootstrap_demo --base-url http://127.0.0.1:$(PORT)
+	IDP_PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+test: install
+	@mkdir -p var/static
+	@$(BIN)/python -m idp.devenv write-env
+	@DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m idp.devenv check-services
+	IDP_ENV=development DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) \
+		$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""The one place that maps exceptions to error responses, in the RFC 6749 §5.2 shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+log = logging.getLogger("idp.errors")
+
+# Paths whose clients are programs: they get JSON errors, people get pages.
+_API_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
+
+_DRF_ERROR_CODES = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "insufficient_scope",
+    404: "not_found",
+    405: "invalid_request",
+    406: "invalid_request",
+    415: "invalid_request",
+    429: "rate_limited",
+}
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(_API_PREFIXES)
+
+
+def _describe(detail: Any) -> str:
+    """A short ASCII description without quotes or backslashes (RFC 6749 §5.2 character set)."""
+    if isinstance(detail, dict):
+        field, value = next(iter(detail.items()))
+        text = f"{field}: {_describe(value)}"
+    elif isinstance(detail, list) and detail:
+        text = _describe(detail[0])
+    else:
+        text = str(detail)
+    cleaned = "".join(ch for ch in text if 0x20 <= ord(ch) <= 0x7E and ch not in '"\\')
+    return cleaned[:200]
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, reshaped to {"error", "error_description"}; anything unmapped is a 500."""
+    if isinstance(exc, DjangoValidationError):
+        exc = drf_exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, ObjectDoesNotExist):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        log.exception("unhandled error in API view", exc_info=exc)
+        return Response({"error": "server_error"}, status=500)
+    code = getattr(exc, "error_code", None) or _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
+    response.data = {"error": code, "error_description": _describe(getattr(exc, "detail", ""))}
+    if response.status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="idp"'
+    return response
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": "not_found", "error_description": "no such endpoint"}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": "server_error"}, status=500)
+    return render(request, "500.html", status=500)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return JsonResponse({"error": "invalid_request", "error_description": "malformed request"}, status=400)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": "access_denied", "error_description": "forbidden"}, status=403)
+    return render(request, "403.html", status=403)
+
+

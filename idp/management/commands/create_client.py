@@ -1,0 +1,49 @@
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+import audit
+from idp import services
+
+
+class Command(BaseCommand):
+    help = "Register an OAuth client. Its secret is generated here and printed once; only a hash is stored."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--type", required=True, choices=["confidential", "public"])
+        parser.add_argument("--grant", required=True, choices=sorted(services.GRANT_TYPES))
+        parser.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+        parser.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
+        parser.add_argument("--scope", action="append", default=[], dest="scopes")
+        parser.add_argument("--skip-consent", action="store_true")
+        parser.add_argument("--require-pkce", action="store_true", help="require PKCE of this confidential client")
+        parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            issued = services.client_create(
+                name=options["name"],
+                client_type=options["type"],
+                grant=options["grant"],
+                redirect_uris=options["redirect_uris"],
+                post_logout_redirect_uris=options["post_logout_redirect_uris"],
+                scopes=options["scopes"],
+                skip_consent=options["skip_consent"],
+                require_pkce=options["require_pkce"],
+                actor=audit.Actor.system("create_client"),
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        client_id = issued.application.client_id
+        if options["json"]:
+            self.stdout.write(json.dumps({"client_id": client_id, "client_secret": issued.client_secret}))
+            return
+        self.stdout.write(f"client_id:     {client_id}")
+        if issued.client_secret:
+            self.stdout.write(f"client_secret: {issued.client_secret}")
+            self.stdout.write("The secret is shown only now; store it in your client's secret store.")

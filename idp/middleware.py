@@ -1,0 +1,52 @@
+"""Request guards that run before any view."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+
+
+def _bad_request(description: str) -> JsonResponse:
+    return JsonResponse({"error": "invalid_request", "error_description": description}, status=400)
+
+
+class ParameterGuardMiddleware:
+    """Answers 400 for a query or form value holding a NUL byte or longer than
+    IDP_MAX_PARAMETER_LENGTH, before any view or database sees it.
+
+    No legitimate OAuth parameter needs either, PostgreSQL cannot store NUL in text, and one
+    check here covers every endpoint, DOT's and ours alike.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.max_length = settings.IDP_MAX_PARAMETER_LENGTH
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            sources = [request.GET]
+            if request.method == "POST" and request.content_type in {
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+            }:
+                sources.append(request.POST)
+            for source in sources:
+                for key, values in source.lists():
+                    if "\x00" in key or len(key) > self.max_length:
+                        return _bad_request("a parameter name is malformed")
+                    for value in values:
+                        if "\x00" in value:
+                            return _bad_request(f"{key[:40]} must not contain NUL bytes")
+                        if len(value) > self.max_length:
+                            return _bad_request(f"{key[:40]} is longer than {self.max_length} characters")
+        except (RequestDataTooBig, TooManyFieldsSent):
+            return JsonResponse(
+                {"error": "invalid_request", "error_description": "request body is too large"}, status=413
+            )
+        except (BadRequest, MultiPartParserError, UnicodeDecodeError):
+            return _bad_request("request body is malformed")
+        return self.get_response(request)

@@ -1,0 +1,199 @@
+"""The OAuth/OIDC provider's data: django-oauth-toolkit's models, swapped for ours from the first
+migration so later issues can add fields, plus signing keys and remembered consent."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from oauth2_provider.models import (
+    AbstractAccessToken,
+    AbstractApplication,
+    AbstractGrant,
+    AbstractIDToken,
+    AbstractRefreshToken,
+    ApplicationManager,
+)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+
+
+class Digest(str):
+    """A value read back from a DigestField: already hashed, never hashed again."""
+
+
+class DigestField(models.CharField):
+    """Stores SHA-256 of the value it is given, and hashes lookup values the same way.
+
+    DOT stores authorization codes as given and finds them with ``Grant.objects.get(code=code)`` in
+    many places. With this field every one of those lookups hashes the presented code first, so
+    the database only ever holds digests (a dump of it redeems nothing) and DOT's code is unchanged.
+    A plain SHA-256 suffices: codes are long random strings, not guessable passwords.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(*args, **kwargs)
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Digest | None:
+        return None if value is None else Digest(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if value is None or isinstance(value, Digest):
+            return value
+        return Digest(hashlib.sha256(value.encode("utf-8")).hexdigest())
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        # Replace the raw value on the instance too, so it does not outlive the save in memory.
+        digest = self.get_prep_value(getattr(model_instance, self.attname))
+        setattr(model_instance, self.attname, digest)
+        return digest
+
+
+class Application(AbstractApplication):
+    """A client. Adds the per-client PKCE rule, registered scopes and an on/off switch."""
+
+    algorithm = models.CharField(
+        max_length=5,
+        choices=[(AbstractApplication.RS256_ALGORITHM, "RSA with SHA-2 256")],
+        default=AbstractApplication.RS256_ALGORITHM,
+        blank=True,
+        help_text="ID tokens are signed RS256 with the provider's active signing key.",
+    )
+    require_pkce = models.BooleanField(
+        default=False,
+        help_text="Require PKCE (S256) from this confidential client. Public clients always need it.",
+    )
+    allowed_scopes = models.TextField(
+        blank=True,
+        default="",
+        help_text="Space-separated scopes this client may be granted (least privilege).",
+    )
+    is_active = models.BooleanField(default=True, help_text="A disabled client can neither sign in nor get tokens.")
+
+    objects = ApplicationManager()
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+
+    def natural_key(self) -> tuple[str]:
+        return (self.client_id,)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.allowed_scopes.split()
+
+    def is_usable(self, request: Any) -> bool:
+        return self.is_active
+
+    def get_allowed_schemes(self) -> list[str]:
+        # clean() admits http only for loopback redirect URIs (RFC 8252 §7.3), so a redirect to a
+        # registered http URI is a redirect to the user's own machine.
+        return ["https", "http"]
+
+    @property
+    def jwk_key(self) -> Any:
+        from idp.oauth.keys import signing_key_active  # the key service queries this app's models
+
+        return signing_key_active().jwk
+
+    def clean(self) -> None:
+        errors: dict[str, list[ValidationError]] = {}
+        try:
+            super().clean()
+        except ValidationError as exc:
+            for field, field_errors in exc.error_dict.items():
+                # DOT wants OIDC_RSA_PRIVATE_KEY in settings for RS256; our keys live in the
+                # database (SigningKey), so that one complaint does not apply.
+                kept = [e for e in field_errors if "OIDC_RSA_PRIVATE_KEY" not in " ".join(e.messages)]
+                if kept:
+                    errors[field] = kept
+        for field in ("redirect_uris", "post_logout_redirect_uris"):
+            for uri in getattr(self, field).split():
+                parts = urlsplit(uri)
+                if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+                    errors.setdefault(field, []).append(
+                        ValidationError(f"{uri} must use https; plain http is allowed only for 127.0.0.1 and [::1].")
+                    )
+        unknown = set(self.scope_list) - set(settings.OAUTH2_PROVIDER["SCOPES"])
+        if unknown:
+            errors.setdefault("allowed_scopes", []).append(
+                ValidationError(f"Unknown scopes: {', '.join(sorted(unknown))}.")
+            )
+        if errors:
+            raise ValidationError(errors)
+
+
+class Grant(AbstractGrant):
+    """An authorization code, stored only as its SHA-256 digest (see DigestField)."""
+
+    code = DigestField(unique=True)
+
+    class Meta(AbstractGrant.Meta):
+        swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
+
+
+class AccessToken(AbstractAccessToken):
+    class Meta(AbstractAccessToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
+
+
+class RefreshToken(AbstractRefreshToken):
+    class Meta(AbstractRefreshToken.Meta):
+        swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
+
+
+class IDToken(AbstractIDToken):
+    class Meta(AbstractIDToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+class SigningKey(models.Model):
+    """A key that signs ID tokens. The private half is stored Fernet-encrypted with a key from the
+    environment (IDP_KEY_ENCRYPTION_KEYS); the public half is published in the JWKS."""
+
+    class Status(models.TextChoices):
+        NEXT = "next", "Next (published, not yet signing)"
+        ACTIVE = "active", "Active (signing)"
+        RETIRED = "retired", "Retired (published until its tokens expire)"
+
+    kid = models.CharField(max_length=64, unique=True)
+    algorithm = models.CharField(max_length=10, default="RS256")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    private_key_encrypted = models.TextField(editable=False)
+    public_jwk = models.JSONField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="active"), name="idp_signingkey_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.kid} ({self.status})"
+
+
+class Consent(models.Model):
+    """A user's remembered "allow" for a client, for the scopes listed."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consents")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="consents")
+    scope = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "application"], name="idp_consent_one_per_client")]
+
+    def __str__(self) -> str:
+        return f"Consent #{self.pk}"
+
+    def covers(self, scopes: list[str]) -> bool:
+        return set(scopes) <= set(self.scope.split())

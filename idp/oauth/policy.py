@@ -1,0 +1,16 @@
+"""Per-client protocol policy that DOT asks for by callable."""
+
+from idp.models import Application
+
+
+def pkce_required(client_id: str) -> bool:
+    """PKCE is required of public clients and of confidential clients registered with require_pkce.
+
+    Confidential clients may omit it otherwise (the OpenID certification plans send none); a code
+    issued with a challenge still needs its verifier, which oauthlib enforces on redemption.
+    """
+    row = Application.objects.filter(client_id=client_id).values_list("client_type", "require_pkce").first()
+    if row is None:
+        return True
+    client_type, require_pkce = row
+    return client_type == Application.CLIENT_PUBLIC or require_pkce

@@ -1,0 +1,95 @@
+"""Reads of the provider core."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from oauth2_provider.models import refresh_token_expire_timedelta
+
+from idp.models import AccessToken, Application, Consent, RefreshToken
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def consent_covers(*, user_id: int, client_id: str, scopes: list[str]) -> bool:
+    consent = Consent.objects.filter(user_id=user_id, application__client_id=client_id).first()
+    return consent is not None and consent.covers(scopes)
+
+
+def _claims(*, user: Any, application: Application | None, scope: str, issued_at: datetime, expires_at: datetime, token_type: str, issuer: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "active": True,
+        "scope": scope,
+        "token_type": token_type,
+        "exp": int(expires_at.timestamp()),
+        "iat": int(issued_at.timestamp()),
+        "iss": issuer,
+    }
+    if application is not None:
+        data["client_id"] = application.client_id
+    if user is not None:
+        data["sub"] = str(user.pk)
+        data["username"] = user.get_username()
+    elif application is not None:
+        data["sub"] = application.client_id  # client_credentials: the client is the subject
+    return data
+
+
+def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) -> dict[str, Any]:
+    """RFC 7662 answer for an access or refresh token. An inactive answer carries nothing else."""
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    lookups = [_introspect_access_token, _introspect_refresh_token]
+    if token_type_hint == "refresh_token":
+        lookups.reverse()
+    for lookup in lookups:
+        answer = lookup(checksum, issuer)
+        if answer is not None:
+            return answer
+    return INACTIVE
+
+
+def _introspect_access_token(checksum: str, issuer: str) -> dict[str, Any] | None:
+    access = AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum).first()
+    if access is None:
+        return None
+    if access.is_expired() or (access.application is not None and not access.application.is_active):
+        return INACTIVE
+    return _claims(
+        user=access.user,
+        application=access.application,
+        scope=access.scope,
+        issued_at=access.created,
+        expires_at=access.expires,
+        token_type="access_token",
+        issuer=issuer,
+    )
+
+
+def _introspect_refresh_token(checksum: str, issuer: str) -> dict[str, Any] | None:
+    refresh = (
+        RefreshToken.objects.select_related("application", "user", "access_token")
+        .filter(token_checksum=checksum, revoked__isnull=True)
+        .first()
+    )
+    if refresh is None:
+        return None
+    # Mirrors DOT's validate_refresh_token: a live refresh token has its access token, and its
+    # lifetime runs REFRESH_TOKEN_EXPIRE_SECONDS past that token's expiry.
+    access = refresh.access_token
+    if access is None or not refresh.application.is_active:
+        return INACTIVE
+    expires_at = access.expires + refresh_token_expire_timedelta()
+    if expires_at <= timezone.now():
+        return INACTIVE
+    return _claims(
+        user=refresh.user,
+        application=refresh.application,
+        scope=access.scope,
+        issued_at=refresh.created,
+        expires_at=expires_at,
+        token_type="refresh_token",
+        issuer=issuer,
+    )

@@ -1,0 +1,355 @@
+"""Settings for idp. Environments differ only by environment variables (see .env.example).
+
+Two environments: ``IDP_ENV=production`` (the default: an unconfigured deployment gets the strict
+settings) and ``IDP_ENV=development`` (what `make run` and `make test` write into the git-ignored
+``.env``). Secrets have no default anywhere: a missing one stops startup with a message naming it.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_env = environ.Env()
+# The git-ignored .env holds development values written by `python -m idp.devenv`; variables
+# already in the process environment win over it.
+if (BASE_DIR / ".env").is_file():
+    _env.read_env(str(BASE_DIR / ".env"), overwrite=False)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_UNSET = object()
+
+
+def env_str(name: str, default: object = _UNSET) -> str:
+    """A string from the environment; without a default, a missing value stops startup."""
+    value = _env.str(name, default=None)
+    if value is None or value == "":
+        if default is _UNSET:
+            raise ImproperlyConfigured(f"{name} must be set in the environment (see .env.example).")
+        return default  # type: ignore[return-value]
+    return value
+
+
+def env_bool(name: str, *, default: bool) -> bool:
+    """A boolean spelled 1/0, true/false, yes/no or on/off; anything else stops startup."""
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1 or 0 (true/false), not {raw!r}.")
+
+
+def env_int(name: str, *, default: int, minimum: int = 0) -> int:
+    raw = _env.str(name, default=None)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}.")
+    return value
+
+
+def env_list(name: str, *, default: list[str]) -> list[str]:
+    raw = _env.str(name, default=None)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+IDP_ENV = env_str("IDP_ENV", default="production")
+if IDP_ENV not in {"production", "development"}:
+    raise ImproperlyConfigured(f"IDP_ENV must be 'production' or 'development', not {IDP_ENV!r}.")
+PRODUCTION = IDP_ENV == "production"
+
+DEBUG = env_bool("IDP_DEBUG", default=False)
+if DEBUG and PRODUCTION:
+    raise ImproperlyConfigured("IDP_DEBUG=1 is refused with IDP_ENV=production: debug pages leak internals.")
+
+SECRET_KEY = env_str("IDP_SECRET_KEY")
+# Fernet keys (comma-separated, newest first) that encrypt signing keys at rest. MultiFernet
+# decrypts with any of them, so a new key can be put in front and old rows re-encrypted.
+KEY_ENCRYPTION_KEYS = env_list("IDP_KEY_ENCRYPTION_KEYS", default=[])
+if not KEY_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("IDP_KEY_ENCRYPTION_KEYS must be set in the environment (see .env.example).")
+# Pepper of the keyed hash (HMAC-SHA256) that client secrets are stored under.
+CLIENT_SECRET_PEPPER = env_str("IDP_CLIENT_SECRET_PEPPER")
+
+# The issuer is the server root. Required in production; in development the request's own scheme
+# and host are the issuer, so a server started on any local port is a valid issuer for that port.
+ISSUER = env_str("IDP_ISSUER", default="").rstrip("/")
+
+if PRODUCTION:
+    ALLOWED_HOSTS = env_list("IDP_ALLOWED_HOSTS", default=[])
+else:
+    ALLOWED_HOSTS = env_list("IDP_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "corsheaders",
+    "oauth2_provider",
+    "django_celery_beat",
+    "idp",
+    "apikeys",
+    "accounts",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "idp.middleware.ParameterGuardMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "idp.urls"
+WSGI_APPLICATION = "idp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data stores -----------------------------------------------------------------------------
+# Embedded default (development only): a SQLite file and an in-process cache. Production refuses
+# both, because several web processes must share one database and one cache.
+DATABASES = {"default": _env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("IDP_DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Celery: with neither CELERY_BROKER_URL nor REDIS_URL, kombu's filesystem transport needs no
+# server (the embedded default of `make run`); production refuses it.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = str(BASE_DIR / "var" / "broker")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": _broker_dir, "data_folder_out": _broker_dir}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Declared by name; django-celery-beat's scheduler updates the entry in place on every start.
+CELERY_BEAT_SCHEDULE = {
+    "clear-expired-tokens": {"task": "idp.tasks.clear_expired_tokens", "schedule": timedelta(hours=1)},
+}
+
+if PRODUCTION:
+    _refused = []
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        _refused.append("DATABASE_URL (SQLite is for development only; use PostgreSQL)")
+    if not REDIS_URL:
+        _refused.append("REDIS_URL (the in-process cache cannot be shared between processes)")
+    if CELERY_BROKER_URL.startswith("filesystem://"):
+        _refused.append("CELERY_BROKER_URL or REDIS_URL (the filesystem broker is for development only)")
+    if not ISSUER:
+        _refused.append("IDP_ISSUER (the https URL clients use to reach this provider)")
+    elif not ISSUER.startswith("https://"):
+        _refused.append("IDP_ISSUER with an https:// URL")
+    if not ALLOWED_HOSTS:
+        _refused.append("IDP_ALLOWED_HOSTS (the host names this provider answers to)")
+    if _refused:
+        raise ImproperlyConfigured("IDP_ENV=production needs: " + "; ".join(_refused) + ".")
+
+# --- Users and passwords -----------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    # Client secrets only (named by CLIENT_SECRET_HASHER); listed so check_password recognises it.
+    "idp.hashers.ClientSecretHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- OAuth 2.0 / OpenID Connect (django-oauth-toolkit) ----------------------------------------
+OAUTH2_PROVIDER_APPLICATION_MODEL = "idp.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "idp.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "idp.RefreshToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "idp.Grant"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "idp.IDToken"
+
+OIDC_SCOPES = {
+    "openid": "Sign you in with your account",
+    "profile": "See your name and username",
+    "email": "See your email address",
+    "offline_access": "Keep access while you are away (refresh tokens)",
+}
+
+# Every security-relevant DOT default is restated here so the policy reads in one place.
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_ISS_ENDPOINT": ISSUER,
+    "OAUTH2_VALIDATOR_CLASS": "idp.oauth.validator.IdpValidator",
+    "SCOPES": OIDC_SCOPES,
+    "SCOPES_BACKEND_CLASS": "idp.oauth.scopes.RegisteredScopes",
+    # Lifetimes: access tokens live minutes (DOT's default is 10 hours).
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("IDP_ACCESS_TOKEN_SECONDS", default=600, minimum=60),
+    "ID_TOKEN_EXPIRE_SECONDS": env_int("IDP_ID_TOKEN_SECONDS", default=600, minimum=60),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": env_int("IDP_AUTHORIZATION_CODE_SECONDS", default=60, minimum=10),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int("IDP_REFRESH_TOKEN_SECONDS", default=30 * 24 * 3600, minimum=60),
+    # Refresh tokens rotate on every use; a rotated token presented again revokes its whole family
+    # (RFC 9700 §4.14.2). No grace period: hashed storage cannot hand the previous token back.
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    # PKCE (S256 only) is required for public clients and for confidential clients registered
+    # with require_pkce. A callable keeps DOT's deploy check satisfied (it accepts a per-client
+    # policy); COMPLIANT_BCP_RFC9700_PKCE_REQUIRED stays False because it would also demand PKCE
+    # of every confidential client, and the OpenID certification plans send none.
+    "PKCE_REQUIRED": "idp.oauth.policy.pkce_required",
+    # RFC 9700 gates: all on, except the PKCE one explained above.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": False,
+    # Redirect URIs: exact match, no wildcards. Plain-http loopback redirect URIs for native apps
+    # (RFC 8252 §7.3) are allowed per client by idp.models.Application; the global list names
+    # https only, except in development where the provider itself is served over http.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"] if PRODUCTION else ["https", "http"],
+    "ALLOW_URI_WILDCARDS": False,
+    "ALLOW_LOCALHOST_LOOPBACK": False,
+    # Only the authorization code flow (plus client credentials and refresh at the token endpoint).
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post"],
+    "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is ours: idp.models.Consent
+    "CLIENT_SECRET_GENERATOR_CLASS": "idp.oauth.generators.ClientSecretGenerator",
+    "APPLICATION_ADMIN_CLASS": "idp.admin.ClientAdmin",
+    "CLIENT_SECRET_HASHER": "hmac_sha256",
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": True,
+    "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": True,
+    "OIDC_JWKS_MAX_AGE_SECONDS": env_int("IDP_JWKS_MAX_AGE_SECONDS", default=300, minimum=0),
+    "DCR_ENABLED": False,
+    "CIMD_ENABLED": False,
+}
+
+# --- DRF -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["oauth2_provider.contrib.rest_framework.OAuth2Authentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "idp.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Input limits ------------------------------------------------------------------------------
+# Any single query or form value longer than this, or holding a NUL byte, is answered 400 before a
+# view sees it (idp.middleware.ParameterGuardMiddleware).
+IDP_MAX_PARAMETER_LENGTH = env_int("IDP_MAX_PARAMETER_LENGTH", default=4096, minimum=256)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+# --- Transport, cookies and headers --------------------------------------------------------------
+# Production sits behind a TLS-terminating proxy that sets X-Forwarded-Proto; the header is only
+# trusted because the proxy overwrites whatever a client sent (see deploy/Caddyfile).
+# Development serves plain http on loopback, so secure-only cookies would never come back.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
+SECURE_SSL_REDIRECT = PRODUCTION
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Lax, not Strict: the authorization redirect arrives cross-site
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("IDP_SESSION_SECONDS", default=8 * 3600, minimum=300)
+SESSION_COOKIE_NAME = "__Host-idp_session" if PRODUCTION else "idp_session"
+CSRF_COOKIE_NAME = "__Host-idp_csrf" if PRODUCTION else "idp_csrf"
+CSRF_TRUSTED_ORIGINS = [ISSUER] if ISSUER else []
+X_FRAME_OPTIONS = "DENY"
+
+# CORS is closed until the allowlist issue opens it per client; nothing is allowed by default.
+CORS_ALLOWED_ORIGINS = env_list("IDP_CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_CREDENTIALS = False
+
+# --- Misc ----------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # WhiteNoise serves the admin's static files from each web process: no shared volume needed.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
+    if PRODUCTION
+    else {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("IDP_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # DOT logs the redirect URIs it rejects at debug level and the BCP nags at warning level;
+        # neither carries a secret.
+        "oauth2_provider": {"level": "INFO"},
+    },
+}

@@ -32,7 +32,7 @@ test: install
 	@mkdir -p var/static
 	@$(BIN)/python -m idp.devenv write-env
 	@DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m idp.devenv check-services
-	IDP_ENV=development DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) \
+	IDP_ENV=development IDP_DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from idp.oauth.policy import pkce_required
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _env = environ.Env()
@@ -226,6 +228,7 @@ OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
     "OIDC_ISS_ENDPOINT": ISSUER,
     "OAUTH2_VALIDATOR_CLASS": "idp.oauth.validator.IdpValidator",
+    "OIDC_SERVER_CLASS": "idp.oauth.server.Server",
     "SCOPES": OIDC_SCOPES,
     "SCOPES_BACKEND_CLASS": "idp.oauth.scopes.RegisteredScopes",
     # Lifetimes: access tokens live minutes (DOT's default is 10 hours).
@@ -239,11 +242,12 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
     # PKCE (S256 only) is required for public clients and for confidential clients registered
-    # with require_pkce. A callable keeps DOT's deploy check satisfied (it accepts a per-client
-    # policy); COMPLIANT_BCP_RFC9700_PKCE_REQUIRED stays False because it would also demand PKCE
-    # of every confidential client, and the OpenID certification plans send none.
-    "PKCE_REQUIRED": "idp.oauth.policy.pkce_required",
-    # RFC 9700 gates: all on, except the PKCE one explained above.
+    # with require_pkce; other confidential clients may omit it (the OpenID certification plans
+    # send none). It must be the function itself: DOT does not import a dotted path here, and a
+    # string would be truthy but not `is True`, silently turning PKCE off.
+    "PKCE_REQUIRED": pkce_required,
+    # RFC 9700 gates, all on. COMPLIANT_BCP_RFC9700_PKCE_REQUIRED does not conflict with the
+    # per-client rule: DOT's deploy check accepts a per-client callable as compliant.
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
@@ -253,7 +257,7 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
-    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": False,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     # Redirect URIs: exact match, no wildcards. Plain-http loopback redirect URIs for native apps
     # (RFC 8252 §7.3) are allowed per client by idp.models.Application; the global list names
     # https only, except in development where the provider itself is served over http.

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
 
 import audit
+from idp.models import RefreshToken
 
 
 class IdpValidator(OAuth2Validator):
@@ -19,6 +21,14 @@ class IdpValidator(OAuth2Validator):
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         # DOT calls this inside transaction.atomic, so the tokens and the audit row commit together.
+        if request.grant_type == "refresh_token":
+            # Two refreshes with the same token can both pass validate_refresh_token before either
+            # rotates it. Re-check under a row lock: the second one finds it rotated and gets
+            # invalid_grant (DOT's grace-period branch would instead try to hand it the first
+            # one's tokens, which hashed storage no longer has).
+            presented = request.refresh_token_instance
+            if not RefreshToken.objects.select_for_update().filter(pk=presented.pk, revoked__isnull=True).exists():
+                raise errors.InvalidGrantError(request=request)
         super()._save_bearer_token(token, request, *args, **kwargs)
         refreshed = request.grant_type == "refresh_token"
         user = getattr(request, "user", None)

@@ -1,0 +1,70 @@
+import os
+
+import pytest
+
+# The live server speaks plain http on loopback; authlib refuses that unless told otherwise. This
+# switch lives in test configuration only.
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+from tests.factories import USER_PASSWORD  # noqa: E402
+from tests.relying_party import RelyingParty  # noqa: E402
+
+REDIRECT_URI = "http://127.0.0.1:9999/callback"
+POST_LOGOUT_REDIRECT_URI = "http://127.0.0.1:9999/signed-out"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _real_services_only(django_db_setup, django_db_blocker):
+    """The suite runs on PostgreSQL and Redis, never on SQLite or an in-process cache."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            pytest.exit("The test suite needs PostgreSQL: set DATABASE_URL (make test does).", returncode=2)
+    if "RedisCache" not in settings.CACHES["default"]["BACKEND"]:
+        pytest.exit("The test suite needs Redis: set REDIS_URL (make test does).", returncode=2)
+    cache.set("idp-test-ping", "pong", 5)
+    assert cache.get("idp-test-ping") == "pong"
+
+
+@pytest.fixture
+def signing_key(db):
+    import audit
+    from idp.oauth.keys import signing_key_ensure
+
+    key, _ = signing_key_ensure(actor=audit.Actor.system("tests"))
+    return key
+
+
+@pytest.fixture
+def alice(db):
+    from tests.factories import make_user
+
+    return make_user(username="alice", email="alice@example.com", first_name="Alice", last_name="Liddell")
+
+
+@pytest.fixture
+def issued_client(db):
+    """A confidential authorization-code client, as `create_client` registers it."""
+    from tests.factories import make_client
+
+    return make_client(redirect_uris=[REDIRECT_URI], post_logout_redirect_uris=[POST_LOGOUT_REDIRECT_URI])
+
+
+@pytest.fixture
+def rp(live_server, signing_key, issued_client):
+    """The relying party, talking to the live server over HTTP."""
+    return RelyingParty(
+        base_url=live_server.url,
+        client_id=issued_client.application.client_id,
+        client_secret=issued_client.client_secret,
+        redirect_uri=REDIRECT_URI,
+    )
+
+
+@pytest.fixture
+def signed_in_code(rp, alice):
+    """A fresh authorization code for alice, with PKCE."""
+    return rp.authorize(username=alice.username, password=USER_PASSWORD)

@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 run: install
-	@mkdir -p var/broker var/static
+	@mkdir -p var/broker var/broker-control var/static
 	@$(BIN)/python -m idp.devenv write-env
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py ensure_signing_key

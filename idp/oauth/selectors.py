@@ -39,7 +39,11 @@ def _claims(*, user: Any, application: Application | None, scope: str, issued_at
 
 
 def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) -> dict[str, Any]:
-    """RFC 7662 answer for an access or refresh token. An inactive answer carries nothing else."""
+    """RFC 7662 answer for an access or refresh token. An inactive answer carries nothing else.
+
+    token_type tells a resource server what it holds: "Bearer" (RFC 6749 §7.1) for an access
+    token, the only kind it should accept; "refresh_token" for a refresh token, which only its
+    client may present, and only at the token endpoint."""
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
     lookups = [_introspect_access_token, _introspect_refresh_token]
     if token_type_hint == "refresh_token":
@@ -63,7 +67,7 @@ def _introspect_access_token(checksum: str, issuer: str) -> dict[str, Any] | Non
         scope=access.scope,
         issued_at=access.created,
         expires_at=access.expires,
-        token_type="access_token",
+        token_type="Bearer",
         issuer=issuer,
     )
 

@@ -78,7 +78,7 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     assert body["active"] is True
     assert body["sub"] == str(alice.pk)
     assert body["client_id"] == rp.client_id
-    assert body["token_type"] == "access_token"
+    assert body["token_type"] == "Bearer"
     assert set(body["scope"].split()) == {"openid", "profile", "email", "offline_access"}
     assert introspect(rp, tokens["access_token"]).json() == {"active": False}, "the refreshed-away token is dead"
 
@@ -149,3 +149,15 @@ def test_denying_consent_returns_access_denied(rp, alice):
     assert result.params["error"] == "access_denied"
     assert result.params["state"] == result.state
     assert "code" not in result.params
+
+
+def test_refresh_token_introspects_until_it_is_rotated(rp, alice):
+    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    body = introspect(rp, tokens["refresh_token"], token_type_hint="refresh_token").json()
+    assert body["active"] is True
+    assert body["token_type"] == "refresh_token", "a resource server must not take it for a bearer token"
+    assert body["sub"] == str(alice.pk)
+    assert body["client_id"] == rp.client_id
+
+    rp.session().refresh_token(rp.metadata["token_endpoint"], refresh_token=tokens["refresh_token"])
+    assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 
 
-
 class Action(StrEnum):
     TOKEN_ISSUED = "token.issued"
     TOKEN_REFRESHED = "token.refreshed"

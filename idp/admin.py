@@ -81,7 +81,12 @@ class ClientAdmin(ApplicationAdmin):
         return self._show_secret(request, application, secret)
 
     def _show_secret(self, request: HttpRequest, application: Application, secret: str) -> HttpResponse:
-        context = {**self.admin_site.each_context(request), "client": application, "client_secret": secret, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "client": application,
+            "client_secret": secret,
+            "opts": self.model._meta,
+        }
         response = TemplateResponse(request, "admin/idp/client_secret.html", context)
         response["Cache-Control"] = "no-store"
         return response

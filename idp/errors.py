@@ -86,5 +86,3 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Http
     if _wants_json(request):
         return JsonResponse({"error": "access_denied", "error_description": "forbidden"}, status=403)
     return render(request, "403.html", status=403)
-
-

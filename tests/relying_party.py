@@ -94,9 +94,13 @@ class RelyingParty:
         action, fields = parse_form(reply.text)
         assert "csrfmiddlewaretoken" in fields, "the login page carries a CSRF token"
         fields.update(username=username, password=password)
-        return self.browser.post(urljoin(reply.url, action or reply.url), data=fields, allow_redirects=False, timeout=10)
+        return self.browser.post(
+            urljoin(reply.url, action or reply.url), data=fields, allow_redirects=False, timeout=10
+        )
 
-    def follow(self, reply: requests.Response, *, username: str, password: str, consent: str | None) -> requests.Response:
+    def follow(
+        self, reply: requests.Response, *, username: str, password: str, consent: str | None
+    ) -> requests.Response:
         """Follow the provider's redirects until it leaves for the client (or stops on a page).
 
         consent: "allow", "allow-remember", "deny", or None to expect no consent page.
@@ -143,9 +147,14 @@ class RelyingParty:
             self.metadata["authorization_endpoint"], state=state, code_verifier=verifier, nonce=nonce, **extra
         )
         reply = self.follow(
-            self.browser.get(url, allow_redirects=False, timeout=10), username=username, password=password, consent=consent
+            self.browser.get(url, allow_redirects=False, timeout=10),
+            username=username,
+            password=password,
+            consent=consent,
         )
-        assert reply.status_code == 302, f"expected a redirect to the client, got {reply.status_code}: {reply.text[:300]}"
+        assert reply.status_code == 302, (
+            f"expected a redirect to the client, got {reply.status_code}: {reply.text[:300]}"
+        )
         location = reply.headers["Location"]
         assert location.startswith(self.redirect_uri), location
         params = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}

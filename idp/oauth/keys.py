@@ -37,11 +37,7 @@ def _decrypt(kid: str, private_key_encrypted: str) -> jwk.JWK:
 
 def signing_key_active() -> ActiveKey:
     """The key that signs now; one indexed query, decryption cached per process."""
-    row = (
-        SigningKey.objects.filter(status=SigningKey.Status.ACTIVE)
-        .values_list("kid", "private_key_encrypted")
-        .first()
-    )
+    row = SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).values_list("kid", "private_key_encrypted").first()
     if row is None:
         raise ImproperlyConfigured("No active signing key: run `python manage.py ensure_signing_key`.")
     kid, encrypted = row

@@ -19,7 +19,16 @@ def consent_covers(*, user_id: int, client_id: str, scopes: list[str]) -> bool:
     return consent is not None and consent.covers(scopes)
 
 
-def _claims(*, user: Any, application: Application | None, scope: str, issued_at: datetime, expires_at: datetime, token_type: str, issuer: str) -> dict[str, Any]:
+def _claims(
+    *,
+    user: Any,
+    application: Application | None,
+    scope: str,
+    issued_at: datetime,
+    expires_at: datetime,
+    token_type: str,
+    issuer: str,
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "active": True,
         "scope": scope,

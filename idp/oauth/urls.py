@@ -9,7 +9,9 @@ from idp.oauth import views
 app_name = "oauth2_provider"
 
 urlpatterns = [
-    path(".well-known/openid-configuration", views.ConnectDiscoveryInfoView.as_view(), name="oidc-connect-discovery-info"),
+    path(
+        ".well-known/openid-configuration", views.ConnectDiscoveryInfoView.as_view(), name="oidc-connect-discovery-info"
+    ),
     path(".well-known/jwks.json", views.JwksInfoView.as_view(), name="jwks-info"),
     path("oauth/authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("oauth/token/", views.TokenView.as_view(), name="token"),

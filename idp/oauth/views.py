@@ -66,7 +66,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         return super().form_valid(form)
 
     def create_authorization_response(self, request: HttpRequest, scopes: str, credentials: dict, allow: bool) -> Any:
-        result = super().create_authorization_response(request=request, scopes=scopes, credentials=credentials, allow=allow)
+        result = super().create_authorization_response(
+            request=request, scopes=scopes, credentials=credentials, allow=allow
+        )
         # Reached only when the code was issued (failures raise), so only a real "allow" is kept.
         if allow and self.remember_consent:
             application = Application.objects.get(client_id=credentials["client_id"])

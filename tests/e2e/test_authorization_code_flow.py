@@ -98,13 +98,23 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     assert reused.json()["error"] == "invalid_grant"
 
     # No table holds any issued secret in plaintext.
-    for secret in (code, tokens["access_token"], tokens["refresh_token"], refreshed["access_token"], refreshed["refresh_token"]):
+    for secret in (
+        code,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        refreshed["access_token"],
+        refreshed["refresh_token"],
+    ):
         assert rows_containing(secret) == []
 
     # RP-initiated logout: confirm, then back to the registered URI with the state.
     logout = rp.browser.get(
         rp.metadata["end_session_endpoint"],
-        params={"id_token_hint": refreshed["id_token"], "post_logout_redirect_uri": POST_LOGOUT_REDIRECT_URI, "state": "bye"},
+        params={
+            "id_token_hint": refreshed["id_token"],
+            "post_logout_redirect_uri": POST_LOGOUT_REDIRECT_URI,
+            "state": "bye",
+        },
         allow_redirects=False,
         timeout=10,
     )
@@ -114,7 +124,9 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     confirmed = rp.browser.post(logout.url, data=fields, allow_redirects=False, timeout=10)
     assert confirmed.status_code == 302
     assert confirmed.headers["Location"] == f"{POST_LOGOUT_REDIRECT_URI}?state=bye"
-    after = rp.browser.get(rp.metadata["authorization_endpoint"], params={"client_id": rp.client_id}, allow_redirects=False, timeout=10)
+    after = rp.browser.get(
+        rp.metadata["authorization_endpoint"], params={"client_id": rp.client_id}, allow_redirects=False, timeout=10
+    )
     assert after.status_code == 302 and "/accounts/login/" in after.headers["Location"], "the session has ended"
 
     actions = list(AuditEvent.objects.filter(client_id=rp.client_id).values_list("action", flat=True))

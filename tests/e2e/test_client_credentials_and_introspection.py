@@ -184,7 +184,9 @@ def test_a_client_cannot_revoke_another_clients_token(live_server, signing_key, 
     assert introspect(live_server, resource_server, token).json()["active"] is True
 
 
-def test_a_disabled_client_gets_no_tokens_and_its_tokens_go_inactive(live_server, signing_key, machine, resource_server):
+def test_a_disabled_client_gets_no_tokens_and_its_tokens_go_inactive(
+    live_server, signing_key, machine, resource_server
+):
     token = client_credentials_token(live_server, machine)["access_token"]
     machine.application.is_active = False
     machine.application.save(update_fields=["is_active"])

@@ -134,7 +134,12 @@ def test_unregistered_redirect_uri_gets_an_error_page_never_a_redirect(rp, alice
     reply = rp.follow(
         rp.browser.get(
             rp.metadata["authorization_endpoint"],
-            params={"response_type": "code", "client_id": rp.client_id, "redirect_uri": redirect_uri, "scope": "openid"},
+            params={
+                "response_type": "code",
+                "client_id": rp.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": "openid",
+            },
             allow_redirects=False,
             timeout=10,
         ),

@@ -5,10 +5,13 @@ settings) and ``IDP_ENV=development`` (what `make run` and `make test` write int
 ``.env``). Secrets have no default anywhere: a missing one stops startup with a message naming it.
 """
 
+import binascii
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet, MultiFernet
 from django.core.exceptions import ImproperlyConfigured
 
 from idp.oauth.policy import pkce_required
@@ -17,9 +20,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 _env = environ.Env()
 # The git-ignored .env holds development values written by `python -m idp.devenv`; variables
-# already in the process environment win over it.
-if (BASE_DIR / ".env").is_file():
-    _env.read_env(str(BASE_DIR / ".env"), overwrite=False)
+# already in the process environment win over it. IDP_ENV_FILE names another file, or none when
+# empty (a deployment that must see only its real environment).
+_env_file = os.environ.get("IDP_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    _env.read_env(_env_file, overwrite=False)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -83,6 +88,13 @@ SECRET_KEY = env_str("IDP_SECRET_KEY")
 KEY_ENCRYPTION_KEYS = env_list("IDP_KEY_ENCRYPTION_KEYS", default=[])
 if not KEY_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("IDP_KEY_ENCRYPTION_KEYS must be set in the environment (see .env.example).")
+try:
+    MultiFernet([Fernet(key) for key in KEY_ENCRYPTION_KEYS])
+except (ValueError, binascii.Error):
+    raise ImproperlyConfigured(
+        "IDP_KEY_ENCRYPTION_KEYS must be Fernet keys (32 url-safe base64-encoded bytes each); generate one with "
+        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    ) from None
 # Pepper of the keyed hash (HMAC-SHA256) that client secrets are stored under.
 CLIENT_SECRET_PEPPER = env_str("IDP_CLIENT_SECRET_PEPPER")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -32,6 +33,26 @@ _DRF_ERROR_CODES = {
 
 def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(_API_PREFIXES)
+
+
+def error_body_ensure(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Give a bodiless or HTML 4xx on a program's path the RFC 6749 §5.2 JSON shape.
+
+    Django's 405, and DOT's userinfo 401/403, answer with an empty body or a page; a client
+    parsing errors should find the same shape on every endpoint. Headers (WWW-Authenticate,
+    Allow, Retry-After) are kept.
+    """
+    if not (400 <= response.status_code < 500) or not _wants_json(request):
+        return response
+    if response.get("Content-Type", "").startswith("application/json") or getattr(response, "streaming", False):
+        return response
+    code = _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
+    description = _describe(getattr(response, "reason_phrase", "") or "").lower()
+    response.content = json.dumps({"error": code, "error_description": description}).encode()
+    response["Content-Type"] = "application/json"
+    if response.has_header("Content-Length"):
+        response["Content-Length"] = str(len(response.content))
+    return response
 
 
 def _describe(detail: Any) -> str:

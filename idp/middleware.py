@@ -9,6 +9,8 @@ from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsS
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
+from idp.errors import error_body_ensure
+
 
 def _bad_request(description: str) -> JsonResponse:
     return JsonResponse({"error": "invalid_request", "error_description": description}, status=400)
@@ -50,3 +52,13 @@ class ParameterGuardMiddleware:
         except (BadRequest, MultiPartParserError, UnicodeDecodeError):
             return _bad_request("request body is malformed")
         return self.get_response(request)
+
+
+class JsonErrorBodyMiddleware:
+    """Every 4xx on an API, OAuth or discovery path carries a JSON error body (idp.errors)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return error_body_ensure(request, self.get_response(request))

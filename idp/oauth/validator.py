@@ -19,6 +19,14 @@ class IdpValidator(OAuth2Validator):
             return False
         return super()._check_secret(provided_secret, stored_secret)
 
+    def _authenticate_basic_auth(self, request: Any) -> bool:
+        # DOT lets base64's ValueError for a non-ASCII Authorization header escape as a 500;
+        # it is a failed client authentication like any other malformed header.
+        try:
+            return super()._authenticate_basic_auth(request)
+        except ValueError:
+            return False
+
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         # DOT calls this inside transaction.atomic, so the tokens and the audit row commit together.
         if request.grant_type == "refresh_token":

@@ -18,6 +18,7 @@ from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.oauth2.rfc6749.errors import InvalidClientIdError
 
 from idp import services
 from idp.models import Application
@@ -62,6 +63,10 @@ class AuthorizationView(dot_views.AuthorizationView):
         return self.redirect(uri, application)
 
     def form_valid(self, form: ConsentForm) -> HttpResponse:
+        # DOT looks the client up with .get() before oauthlib validates anything, so an unknown
+        # client_id in a posted form would be a 500; it is oauthlib's invalid_client_id page.
+        if not Application.objects.filter(client_id=form.cleaned_data.get("client_id") or "").exists():
+            return self.error_response(OAuthToolkitError(error=InvalidClientIdError()), None)
         self.remember_consent = bool(form.cleaned_data.get("remember"))
         return super().form_valid(form)
 
@@ -117,8 +122,12 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
         return JsonResponse(data)
 
 
+@method_decorator(csrf_exempt, name="dispatch")
 class JwksInfoView(View):
-    """The JSON Web Key Set: the public halves of the signing keys kept in the database."""
+    """The JSON Web Key Set: the public halves of the signing keys kept in the database.
+
+    Public and cookie-free, so CSRF does not apply: a write method gets a plain 405.
+    """
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = JsonResponse({"keys": keys.signing_keys_published()})

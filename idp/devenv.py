@@ -55,7 +55,8 @@ def check_services() -> int:
     if down:
         print(
             "The test suite runs on real PostgreSQL and Redis. Start them with\n"
-            "    docker compose up -d postgres redis\n"
+            "    POSTGRES_PASSWORD=dev-only docker compose up -d postgres redis\n"
+            "    export DATABASE_URL=postgres://idp:dev-only@127.0.0.1:5432/idp\n"
             "or point DATABASE_URL and REDIS_URL at running servers.",
             file=sys.stderr,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -127,3 +128,14 @@ def test_development_runs_on_embedded_defaults():
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEBUG, s.SECURE_SSL_REDIRECT)"
     )
     assert printed(script, env) == ["django.db.backends.sqlite3", "filesystem://", "False", "False"]
+
+
+def test_env_example_lists_every_variable_the_settings_read():
+    source = (BASE_DIR / "idp" / "settings.py").read_text()
+    read = set(re.findall(r'env_\w+\("([A-Z_]+)"', source))
+    # Two are read outside the env_* helpers: the database URL parser and the .env switch.
+    read |= {name for name in ("DATABASE_URL", "IDP_ENV_FILE") if f'"{name}"' in source}
+    listed = set(re.findall(r"^([A-Z_]+)=", (BASE_DIR / ".env.example").read_text(), re.MULTILINE))
+    assert "IDP_SECRET_KEY" in read and "DATABASE_URL" in read
+    assert read - listed == set(), "documented in .env.example"
+    assert listed - read == set(), "nothing documented that is not read"

@@ -173,3 +173,18 @@ def test_refresh_token_introspects_until_it_is_rotated(rp, alice):
 
     rp.session().refresh_token(rp.metadata["token_endpoint"], refresh_token=tokens["refresh_token"])
     assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}
+
+
+def test_revoking_the_refresh_token_ends_its_access_token_too(rp, alice):
+    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    revoked = requests.post(
+        rp.metadata["revocation_endpoint"],
+        data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
+        auth=(rp.client_id, rp.client_secret),
+        timeout=10,
+    )
+    assert revoked.status_code == 200
+    assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}
+    assert introspect(rp, tokens["access_token"]).json() == {"active": False}
+    again = rp.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert again.json()["error"] == "invalid_grant"

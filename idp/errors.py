@@ -35,6 +35,14 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith(_API_PREFIXES)
 
 
+def _is_error_json(content: bytes) -> bool:
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str)
+
+
 def error_body_ensure(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     """Give a bodiless or HTML 4xx on a program's path the RFC 6749 §5.2 JSON shape.
 
@@ -46,9 +54,12 @@ def error_body_ensure(request: HttpRequest, response: HttpResponse) -> HttpRespo
         return response
     if response.get("Content-Type", "").startswith("application/json") or getattr(response, "streaming", False):
         return response
-    code = _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
-    description = _describe(getattr(response, "reason_phrase", "") or "").lower()
-    response.content = json.dumps({"error": code, "error_description": description}).encode()
+    if not _is_error_json(response.content):
+        code = _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
+        description = _describe(getattr(response, "reason_phrase", "") or "").lower()
+        response.content = json.dumps({"error": code, "error_description": description}).encode()
+    # oauthlib's errors raised while saving a token (a refresh lost to a concurrent one) come
+    # without a Content-Type; their body is already the RFC shape.
     response["Content-Type"] = "application/json"
     if response.has_header("Content-Length"):
         response["Content-Length"] = str(len(response.content))

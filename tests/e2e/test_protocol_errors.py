@@ -197,7 +197,8 @@ def test_parallel_refreshes_give_one_success_and_one_invalid_grant(rp, signed_in
         thread.join(timeout=30)
     assert sorted(reply.status_code for reply in replies) == [200, 400]
     failed = next(reply for reply in replies if reply.status_code == 400)
-    assert failed.json()["error"] == "invalid_grant"
+    assert failed.headers["Content-Type"] == "application/json"
+    assert failed.json()["error"] == "invalid_grant", failed.text
 
 
 def test_disabled_client_cannot_get_tokens(rp, signed_in_code, issued_client):

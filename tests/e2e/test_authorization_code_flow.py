@@ -24,6 +24,13 @@ def rows_containing(value: str) -> list[str]:
     return hits
 
 
+def revoke(rp, token: str, *, hint: str) -> requests.Response:
+    data = {"token": token, "token_type_hint": hint}
+    return requests.post(
+        rp.metadata["revocation_endpoint"], data=data, auth=(rp.client_id, rp.client_secret), timeout=10
+    )
+
+
 def introspect(rp, token: str, **extra: str) -> requests.Response:
     return requests.post(
         rp.metadata["introspection_endpoint"],
@@ -83,12 +90,7 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     assert introspect(rp, tokens["access_token"]).json() == {"active": False}, "the refreshed-away token is dead"
 
     # RFC 7009 revocation, then introspection says inactive and nothing more.
-    revoked = requests.post(
-        rp.metadata["revocation_endpoint"],
-        data={"token": refreshed["access_token"], "token_type_hint": "access_token"},
-        auth=(rp.client_id, rp.client_secret),
-        timeout=10,
-    )
+    revoked = revoke(rp, refreshed["access_token"], hint="access_token")
     assert revoked.status_code == 200
     assert introspect(rp, refreshed["access_token"]).json() == {"active": False}
 
@@ -177,12 +179,7 @@ def test_refresh_token_introspects_until_it_is_rotated(rp, alice):
 
 def test_revoking_the_refresh_token_ends_its_access_token_too(rp, alice):
     tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
-    revoked = requests.post(
-        rp.metadata["revocation_endpoint"],
-        data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
-        auth=(rp.client_id, rp.client_secret),
-        timeout=10,
-    )
+    revoked = revoke(rp, tokens["refresh_token"], hint="refresh_token")
     assert revoked.status_code == 200
     assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}
     assert introspect(rp, tokens["access_token"]).json() == {"active": False}

@@ -31,13 +31,14 @@ def client_credentials_token(live_server, issued, **kwargs) -> dict:
     return dict(session.fetch_token(endpoint(live_server, "/oauth/token/"), grant_type="client_credentials"))
 
 
+def post_as(live_server, issued, path: str, data: dict[str, str]) -> requests.Response:
+    """A form POST authenticated as the client (HTTP Basic), as servers call these endpoints."""
+    auth = (issued.application.client_id, issued.client_secret)
+    return requests.post(endpoint(live_server, path), data=data, auth=auth, timeout=10)
+
+
 def introspect(live_server, issued, token: str, **extra: str) -> requests.Response:
-    return requests.post(
-        endpoint(live_server, "/oauth/introspect/"),
-        data={"token": token, **extra},
-        auth=(issued.application.client_id, issued.client_secret),
-        timeout=10,
-    )
+    return post_as(live_server, issued, "/oauth/introspect/", {"token": token, **extra})
 
 
 def test_client_credentials_token_introspects_as_the_client(live_server, signing_key, machine, resource_server):
@@ -64,24 +65,14 @@ def test_client_credentials_with_client_secret_post(live_server, signing_key, ma
 
 
 def test_scope_beyond_the_registration_is_invalid_scope(live_server, signing_key, machine):
-    reply = requests.post(
-        endpoint(live_server, "/oauth/token/"),
-        data={"grant_type": "client_credentials", "scope": "email"},
-        auth=(machine.application.client_id, machine.client_secret),
-        timeout=10,
-    )
+    reply = post_as(live_server, machine, "/oauth/token/", {"grant_type": "client_credentials", "scope": "email"})
     assert reply.status_code == 400
     assert reply.json()["error"] == "invalid_scope"
     assert AccessToken.objects.count() == 0
 
 
 def test_client_credentials_is_refused_to_an_authorization_code_client(live_server, signing_key, issued_client):
-    reply = requests.post(
-        endpoint(live_server, "/oauth/token/"),
-        data={"grant_type": "client_credentials"},
-        auth=(issued_client.application.client_id, issued_client.client_secret),
-        timeout=10,
-    )
+    reply = post_as(live_server, issued_client, "/oauth/token/", {"grant_type": "client_credentials"})
     assert reply.status_code == 400
     assert reply.json()["error"] == "unauthorized_client"
 
@@ -127,12 +118,7 @@ def test_introspection_is_post_only_and_needs_a_token(live_server, signing_key, 
     )
     assert by_get.status_code == 405, "a token in a query string ends up in access logs"
 
-    missing = requests.post(
-        endpoint(live_server, "/oauth/introspect/"),
-        data={},
-        auth=(resource_server.application.client_id, resource_server.client_secret),
-        timeout=10,
-    )
+    missing = post_as(live_server, resource_server, "/oauth/introspect/", {})
     assert missing.status_code == 400
     assert missing.json()["error"] == "invalid_request"
 
@@ -152,35 +138,20 @@ def test_an_empty_token_is_invalid_request(live_server, signing_key, resource_se
 
 def test_revoked_machine_token_is_inactive(live_server, signing_key, machine, resource_server):
     token = client_credentials_token(live_server, machine)["access_token"]
-    revoked = requests.post(
-        endpoint(live_server, "/oauth/revoke/"),
-        data={"token": token, "token_type_hint": "access_token"},
-        auth=(machine.application.client_id, machine.client_secret),
-        timeout=10,
-    )
+    revoked = post_as(live_server, machine, "/oauth/revoke/", {"token": token, "token_type_hint": "access_token"})
     assert revoked.status_code == 200
     assert introspect(live_server, resource_server, token).json() == {"active": False}
 
 
 def test_revoking_an_unknown_token_is_200(live_server, signing_key, machine):
     """RFC 7009 §2.2: an invalid token is not an error, so a caller learns nothing from it."""
-    reply = requests.post(
-        endpoint(live_server, "/oauth/revoke/"),
-        data={"token": "never-issued"},
-        auth=(machine.application.client_id, machine.client_secret),
-        timeout=10,
-    )
+    reply = post_as(live_server, machine, "/oauth/revoke/", {"token": "never-issued"})
     assert reply.status_code == 200
 
 
 def test_a_client_cannot_revoke_another_clients_token(live_server, signing_key, machine, resource_server):
     token = client_credentials_token(live_server, machine)["access_token"]
-    requests.post(
-        endpoint(live_server, "/oauth/revoke/"),
-        data={"token": token},
-        auth=(resource_server.application.client_id, resource_server.client_secret),
-        timeout=10,
-    )
+    post_as(live_server, resource_server, "/oauth/revoke/", {"token": token})
     assert introspect(live_server, resource_server, token).json()["active"] is True
 
 
@@ -191,12 +162,7 @@ def test_a_disabled_client_gets_no_tokens_and_its_tokens_go_inactive(
     machine.application.is_active = False
     machine.application.save(update_fields=["is_active"])
 
-    reply = requests.post(
-        endpoint(live_server, "/oauth/token/"),
-        data={"grant_type": "client_credentials"},
-        auth=(machine.application.client_id, machine.client_secret),
-        timeout=10,
-    )
+    reply = post_as(live_server, machine, "/oauth/token/", {"grant_type": "client_credentials"})
     assert reply.status_code == 401
     assert reply.json()["error"] == "invalid_client"
     assert introspect(live_server, resource_server, token).json() == {"active": False}

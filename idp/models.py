@@ -130,15 +130,27 @@ class Application(AbstractApplication):
 
 
 class Grant(AbstractGrant):
-    """An authorization code, stored only as its SHA-256 digest (see DigestField)."""
+    """An authorization code, stored only as its SHA-256 digest (see DigestField).
+
+    A redeemed code is kept (marked, with the access token it bought) until it expires, so that
+    presenting it again is recognised as reuse and those tokens revoked (RFC 6749 §4.1.2).
+    """
 
     code = DigestField(unique=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    access_token = models.ForeignKey(
+        "idp.AccessToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta(AbstractGrant.Meta):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
 
 
 class AccessToken(AbstractAccessToken):
+    # The claims request parameter (OIDC Core §5.5) of the authorization that issued the token,
+    # so userinfo can honour its "userinfo" member.
+    claims = models.JSONField(default=dict, blank=True)
+
     class Meta(AbstractAccessToken.Meta):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
 

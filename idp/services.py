@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 import audit
-from idp.models import Application, Consent
+from idp.models import Application, Consent, Grant, RefreshToken
 from idp.oauth.generators import ClientSecretGenerator
 
 GRANT_TYPES = {
@@ -118,3 +118,27 @@ def consent_remember(*, user_id: int, application: Application, scopes: list[str
         data={"scope": scopes, "remembered": True},
     )
     return consent
+
+
+def code_reuse_revoke(*, grant: Grant, actor: audit.Actor) -> None:
+    """An authorization code came back after it was redeemed: someone else may hold it, so the
+    tokens its first redemption bought are revoked, refresh-token family included (RFC 6749
+    §4.1.2, RFC 9700 §4.2.1)."""
+    access = grant.access_token
+    if access is None:
+        return  # already revoked, or refreshed away and covered by the family's own rotation
+    refresh = RefreshToken.objects.filter(access_token=access).first()
+    if refresh is not None and refresh.token_family:
+        RefreshToken.revoke_family(refresh.token_family)
+    elif refresh is not None:
+        refresh.revoke()
+    else:
+        access.revoke()
+    audit.record(
+        audit.Action.TOKEN_REVOKED,
+        actor=actor,
+        target=audit.Target.user(grant.user),
+        client_id=grant.application.client_id,
+        outcome="reuse_detected",
+        data={"reason": "authorization code reused", "grant": grant.pk},
+    )

@@ -238,6 +238,8 @@ OIDC_SCOPES = {
     "openid": "Sign you in with your account",
     "profile": "See your name and username",
     "email": "See your email address",
+    "address": "See your postal address",
+    "phone": "See your phone number",
     "offline_access": "Keep access while you are away (refresh tokens)",
 }
 
@@ -286,7 +288,8 @@ OAUTH2_PROVIDER = {
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
-    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post"],
+    # "none": public clients, which prove themselves with PKCE instead of a secret.
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
     "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is ours: idp.models.Consent
     "CLIENT_SECRET_GENERATOR_CLASS": "idp.oauth.generators.ClientSecretGenerator",
     "APPLICATION_ADMIN_CLASS": "idp.admin.ClientAdmin",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
-from idp.models import RefreshToken
+from accounts.selectors import user_standard_claims
+from idp import services
+from idp.models import Grant, RefreshToken
 
 
 class IdpValidator(OAuth2Validator):
@@ -26,6 +29,36 @@ class IdpValidator(OAuth2Validator):
             return super()._authenticate_basic_auth(request)
         except ValueError:
             return False
+
+    # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
+    # view runs in one transaction, so the row lock below serialises two redemptions of a code.
+    def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        grant = Grant.objects.select_for_update().filter(code=code, application=client).first()
+        if grant is not None and grant.redeemed_at is not None:
+            services.code_reuse_revoke(grant=grant, actor=audit.Actor.client(client))
+            return False
+        return super().validate_code(client_id, code, client, request, *args, **kwargs)
+
+    def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any) -> None:
+        redeemed = Grant.objects.filter(code=code, application=request.client, redeemed_at__isnull=True).update(
+            redeemed_at=timezone.now(), access_token=getattr(request, "issued_access_token", None)
+        )
+        if not redeemed:
+            raise errors.InvalidGrantError(request=request)
+
+    def get_default_redirect_uri(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> str | None:
+        # DOT falls back to the first registered URI. With several registered, a request that
+        # names none is ambiguous: no default, so oauthlib shows an error page, never a redirect.
+        uris = request.client.redirect_uris.split()
+        return uris[0] if len(uris) == 1 else None
+
+    def _create_access_token(self, expires: Any, request: Any, token: dict, source_refresh_token: Any = None) -> Any:
+        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        if isinstance(request.claims, dict) and request.claims.get("userinfo"):
+            access_token.claims = {"userinfo": request.claims["userinfo"]}
+            access_token.save(update_fields=["claims"])
+        request.issued_access_token = access_token
+        return access_token
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         # DOT calls this inside transaction.atomic, so the tokens and the audit row commit together.
@@ -48,13 +81,26 @@ class IdpValidator(OAuth2Validator):
             data={"grant": request.grant_type, "scope": token.get("scope", "")},
         )
 
-    def get_additional_claims(self) -> dict[str, Any]:
-        # Request-agnostic (no request argument), so discovery can list these claims. Each claim
-        # is released only with its scope (OAuth2Validator.oidc_claim_scope).
-        return {
-            "name": lambda request: request.user.get_full_name() or request.user.get_username(),
-            "given_name": lambda request: request.user.first_name,
-            "family_name": lambda request: request.user.last_name,
-            "preferred_username": lambda request: request.user.get_username(),
-            "email": lambda request: request.user.email,
-        }
+    # --- Claims: scopes release the standard claims the user has; the claims request parameter
+    # (Core §5.5) can ask for single claims, released only if the client is registered for the
+    # claim's scope, so it never widens what the client may see.
+    def get_discovery_claims(self, request: Any) -> list[str]:
+        return ["sub", *self.oidc_claim_scope.keys() - {"sub"}]
+
+    def get_oidc_claims(self, token: Any, token_handler: Any, request: Any) -> dict[str, Any]:
+        return self._released_claims(request, target="id_token", requested=request.claims)
+
+    def get_userinfo_claims(self, request: Any) -> dict[str, Any]:
+        return self._released_claims(request, target="userinfo", requested=request.access_token.claims)
+
+    def _released_claims(self, request: Any, *, target: str, requested: Any) -> dict[str, Any]:
+        available = user_standard_claims(request.user)
+        scopes = set(request.scopes)
+        registered = set(request.client.scope_list) if request.client is not None else set()
+        asked = set((requested or {}).get(target) or {}) if isinstance(requested, dict) else set()
+        released = {"sub": str(request.user.pk)}
+        for name, value in available.items():
+            scope = self.oidc_claim_scope.get(name)
+            if scope in scopes or (name in asked and scope in registered):
+                released[name] = value
+        return released

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -89,7 +90,10 @@ class TokenView(dot_views.TokenView):
         # app_authorized signal (which nothing here uses). A concurrent refresh-token reuse may
         # already have revoked that token, turning an answered request into a 500; it also costs a
         # query on the hottest path. The answer is oauthlib's, unchanged.
-        _uri, headers, body, status = self.create_token_response(request)
+        # One transaction per token request: the code and refresh-token row locks taken by the
+        # validator hold until the tokens are saved, so concurrent redemptions serialise.
+        with transaction.atomic():
+            _uri, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value

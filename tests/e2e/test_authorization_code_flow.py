@@ -64,13 +64,16 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
         rp.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10
     )
     assert userinfo.status_code == 200
+    alice.refresh_from_db()
     assert userinfo.json() == {
         "sub": str(alice.pk),
         "email": "alice@example.com",
+        "email_verified": False,
         "name": "Alice Liddell",
         "given_name": "Alice",
         "family_name": "Liddell",
         "preferred_username": "alice",
+        "updated_at": int(alice.updated_at.timestamp()),
     }
 
     # Refresh: a new pair, same subject.

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from jwcrypto import jwk, jws, jwt
+from jwcrypto.common import JWException
 from oauth2_provider.models import refresh_token_expire_timedelta
 
 from idp.models import AccessToken, Application, Consent, RefreshToken
+from idp.oauth import keys
 
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -106,3 +110,20 @@ def _introspect_refresh_token(checksum: str, issuer: str) -> dict[str, Any] | No
         token_type="refresh_token",
         issuer=issuer,
     )
+
+
+def id_token_hint_subject(hint: str, *, issuer: str) -> str | None:
+    """The `sub` of an ID token this provider signed, or None for anything else (another key,
+    `alg: none`, garbage, another issuer). Expired hints count: OIDC Core §3.1.2.1 sends back an
+    ID token the client already holds, and its expiry says nothing about who it names."""
+    key_set = jwk.JWKSet()
+    for public in keys.signing_keys_published():
+        key_set.add(jwk.JWK(**public))
+    try:
+        token = jwt.JWT(jwt=hint, key=key_set, algs=["RS256"], check_claims={})
+        claims = json.loads(token.claims)
+    except (JWException, ValueError, TypeError, jws.InvalidJWSObject):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != issuer or not isinstance(claims.get("sub"), str):
+        return None
+    return claims["sub"]

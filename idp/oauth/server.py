@@ -2,12 +2,33 @@
 
 from typing import Any
 
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from oauthlib.openid import Server as OpenIDServer
 
 # Authorization code (with PKCE) is the only front-channel flow; implicit and hybrid response
 # types are gone (RFC 9700 §2.1.2), as are the password and device grants.
 RESPONSE_TYPES = {"code"}
 GRANT_TYPES = {"authorization_code", "client_credentials", "refresh_token"}
+
+
+class RequestNotSupported(OAuth2Error):
+    error = "request_not_supported"  # OIDC Core §3.1.2.6
+    description = "request objects are not supported"
+
+
+class RequestUriNotSupported(OAuth2Error):
+    error = "request_uri_not_supported"
+    description = "request_uri is not supported"
+
+
+def refuse_request_objects(request: Any) -> dict[str, Any]:
+    """OIDC Core §6: an OP that does not support request objects answers these errors. Runs after
+    the client and redirect URI are validated, so the error goes back to the client."""
+    if request._params.get("request"):
+        raise RequestNotSupported(request=request, state=request.state)
+    if request._params.get("request_uri"):
+        raise RequestUriNotSupported(request=request, state=request.state)
+    return {}
 
 
 class Server(OpenIDServer):
@@ -20,3 +41,5 @@ class Server(OpenIDServer):
         # Only our opaque bearer tokens open the userinfo endpoint; an ID token is not an access
         # token (oauthlib would otherwise accept any JWT it recognises as one).
         self._tokens = {k: v for k, v in self._tokens.items() if k == "Bearer"}
+        for grant in (self.auth_grant, self.openid_connect_auth):
+            grant.custom_validators.pre_auth.append(refuse_request_objects)

@@ -18,5 +18,5 @@ urlpatterns = [
     path("oauth/revoke/", dot_views.RevokeTokenView.as_view(), name="revoke-token"),
     path("oauth/introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
     path("oauth/userinfo/", dot_views.UserInfoView.as_view(), name="user-info"),
-    path("oauth/logout/", dot_views.RPInitiatedLogoutView.as_view(), name="rp-initiated-logout"),
+    path("oauth/logout/", views.LogoutView.as_view(), name="rp-initiated-logout"),
 ]

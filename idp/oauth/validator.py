@@ -46,6 +46,18 @@ class IdpValidator(OAuth2Validator):
         if not redeemed:
             raise errors.InvalidGrantError(request=request)
 
+    # prompt=none (oauthlib asks, DOT does not answer): an unauthenticated request never gets
+    # this far (DOT's dispatch answers login_required), and consent, max_age and id_token_hint
+    # need the session, which only idp.oauth.views.AuthorizationView sees; it decides them.
+    def validate_silent_login(self, request: Any) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request: Any) -> bool:
+        return True
+
+    def validate_user_match(self, id_token_hint: str, scopes: Any, claims: Any, request: Any) -> bool:
+        return True
+
     def get_default_redirect_uri(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> str | None:
         # DOT falls back to the first registered URI. With several registered, a request that
         # names none is ambiguous: no default, so oauthlib shows an error page, never a redirect.

@@ -7,19 +7,24 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
-from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.exceptions import InvalidOIDCClientError, InvalidOIDCRedirectURIError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
-from oauthlib.oauth2.rfc6749.errors import InvalidClientIdError
+from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
 
 from idp import services
 from idp.models import Application
@@ -30,29 +35,68 @@ class ConsentForm(AllowForm):
     remember = forms.BooleanField(required=False)
 
 
+def _without(request: HttpRequest, *names: str) -> str:
+    """This request's URL with some query parameters taken out."""
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return f"{request.path}?{query.urlencode()}"
+
+
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(csrf_exempt, name="dispatch")  # the consent form is CSRF-checked in post()
 class AuthorizationView(dot_views.AuthorizationView):
-    """The consent screen, with "remember this decision" stored as a Consent row."""
+    """DOT's authorization endpoint with the OpenID Connect behaviour it leaves to us:
+    authorization requests by POST, prompt=none, max_age, id_token_hint, and remembered consent
+    ("remember this decision", a Consent row)."""
 
     form_class = ConsentForm
     remember_consent = False
 
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self._approve_remembered(request) or super().get(request, *args, **kwargs)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # OIDC Core §3.1.2.1: the request may come as a form POST. It is the same request as a
+        # GET, so it is answered by one: a 303 to the GET form (no CSRF token: it comes from the
+        # client's page, not ours). Our consent form always carries its CSRF token.
+        if request.method == "POST" and "csrfmiddlewaretoken" not in request.POST:
+            return HttpResponseRedirect(f"{request.path}?{request.POST.urlencode()}", status=303)
+        return super().dispatch(request, *args, **kwargs)
 
-    def _approve_remembered(self, request: HttpRequest) -> HttpResponse | None:
-        prompt = set(request.GET.get("prompt", "").split())
-        # prompt=consent asks for the screen again; prompt=login is DOT's to handle; resource
-        # indicators take DOT's full path.
-        if prompt & {"consent", "login", "create"} or "resource" in request.GET:
-            return None
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return csrf_protect(super().post)(request, *args, **kwargs)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Only a signed-in user gets here: DOT's dispatch sends anyone else to sign in, or
+        # answers prompt=none with login_required.
         try:
             scopes, credentials = self.validate_authorization_request(request)
         except OAuthToolkitError:
-            return None  # DOT's own path renders the error page or redirects the error
-        if not selectors.consent_covers(user_id=request.user.pk, client_id=credentials["client_id"], scopes=scopes):
-            return None
+            return super().get(request, *args, **kwargs)  # DOT renders or redirects the error
         application = Application.objects.get(client_id=credentials["client_id"])
+        prompt = set(request.GET.get("prompt", "").split())
+        silent = "none" in prompt
+
+        hint = request.GET.get("id_token_hint")
+        if hint and selectors.id_token_hint_subject(hint, issuer=oauth2_settings.oidc_issuer(request)) != str(
+            request.user.pk
+        ):
+            if silent:
+                return self._refuse(LoginRequired, credentials, application)
+            return self.handle_prompt_login()  # sign in as the user the client expects
+        if self._authentication_too_old(request):
+            if silent:
+                return self._refuse(LoginRequired, credentials, application)
+            logout(request)
+            return redirect_to_login(_without(request, "max_age", "prompt"), settings.LOGIN_URL)
+
+        if prompt & {"consent", "login", "create"} or "resource" in request.GET:
+            return super().get(request, *args, **kwargs)
+        consented = application.skip_authorization or selectors.consent_covers(
+            user_id=request.user.pk, client_id=credentials["client_id"], scopes=scopes
+        )
+        if not consented:
+            if silent:
+                return self._refuse(ConsentRequired, credentials, application)
+            return super().get(request, *args, **kwargs)
         if isinstance(credentials.get("ui_locales"), list):
             credentials["ui_locales"] = " ".join(credentials["ui_locales"])
         try:
@@ -62,6 +106,20 @@ class AuthorizationView(dot_views.AuthorizationView):
         except OAuthToolkitError as error:
             return self.error_response(error, application)
         return self.redirect(uri, application)
+
+    def _authentication_too_old(self, request: HttpRequest) -> bool:
+        """max_age (OIDC Core §3.1.2.1): the sign-in is older than the client accepts."""
+        raw = request.GET.get("max_age", "")
+        if not raw.isdigit():
+            return False
+        signed_in = request.user.last_login
+        return signed_in is None or (timezone.now() - signed_in).total_seconds() > int(raw)
+
+    def _refuse(self, error_class: type, credentials: dict, application: Application) -> HttpResponse:
+        error = error_class(state=credentials.get("state"), redirect_uri=credentials["redirect_uri"])
+        return self.error_response(
+            OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), application
+        )
 
     def form_valid(self, form: ConsentForm) -> HttpResponse:
         # DOT looks the client up with .get() before oauthlib validates anything, so an unknown
@@ -117,7 +175,8 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "response_modes_supported": ["query"],
-                "claims_parameter_supported": False,
+                "claims_parameter_supported": True,
+                "claim_types_supported": ["normal"],
                 "request_parameter_supported": False,
                 "request_uri_parameter_supported": False,
             }
@@ -168,3 +227,30 @@ class IntrospectTokenView(OAuthLibMixin, View):
         response = JsonResponse(answer)
         response["Cache-Control"] = "no-store"
         return response
+
+
+class LogoutView(dot_views.RPInitiatedLogoutView):
+    """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), stricter than DOT's: the
+    provider redirects only to a registered post-logout URI of the client an id_token_hint we
+    signed names, and without a redirect the user lands on a signed-out page."""
+
+    def validate_logout_request(
+        self, id_token_hint: str | None, client_id: str | None, post_logout_redirect_uri: str | None
+    ) -> tuple[Any, Any]:
+        if post_logout_redirect_uri and not id_token_hint:
+            raise InvalidOIDCRedirectURIError("post_logout_redirect_uri needs an id_token_hint.")
+        if client_id and not Application.objects.filter(client_id=client_id).exists():
+            raise InvalidOIDCClientError()  # DOT would look it up with .get() and fail with a 500
+        return super().validate_logout_request(id_token_hint, client_id, post_logout_redirect_uri)
+
+    def do_logout(
+        self,
+        application: Application | None = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+        token_user: Any = None,
+    ) -> HttpResponse:
+        response = super().do_logout(application, post_logout_redirect_uri, state, token_user)
+        if post_logout_redirect_uri:
+            return response
+        return render(self.request, "registration/logged_out.html")

@@ -66,6 +66,7 @@ class RelyingParty:
     client_secret: str | None
     redirect_uri: str
     browser: requests.Session = field(default_factory=requests.Session)
+    sign_ins: int = 0  # how many times the provider showed the sign-in form and got it posted
     _metadata: dict[str, Any] | None = None
 
     # --- discovery ------------------------------------------------------------------------------
@@ -94,6 +95,7 @@ class RelyingParty:
         action, fields = parse_form(reply.text)
         assert "csrfmiddlewaretoken" in fields, "the login page carries a CSRF token"
         fields.update(username=username, password=password)
+        self.sign_ins += 1
         return self.browser.post(
             urljoin(reply.url, action or reply.url), data=fields, allow_redirects=False, timeout=10
         )

@@ -81,12 +81,11 @@ class AuthorizationView(dot_views.AuthorizationView):
         ):
             if silent:
                 return self._refuse(LoginRequired, credentials, application)
-            return self.handle_prompt_login()  # sign in as the user the client expects
+            return self._sign_in_again(request, "id_token_hint")  # as the user the client expects
         if self._authentication_too_old(request):
             if silent:
                 return self._refuse(LoginRequired, credentials, application)
-            logout(request)
-            return redirect_to_login(_without(request, "max_age", "prompt"), settings.LOGIN_URL)
+            return self._sign_in_again(request, "max_age")
 
         if prompt & {"consent", "login", "create"} or "resource" in request.GET:
             return super().get(request, *args, **kwargs)
@@ -107,6 +106,12 @@ class AuthorizationView(dot_views.AuthorizationView):
             return self.error_response(error, application)
         return self.redirect(uri, application)
 
+    def _sign_in_again(self, request: HttpRequest, satisfied: str) -> HttpResponse:
+        """End the session and come back after a fresh sign-in, without the parameter that asked
+        for it (it is then satisfied, and would otherwise ask again)."""
+        logout(request)
+        return redirect_to_login(_without(request, satisfied, "prompt"), settings.LOGIN_URL)
+
     def _authentication_too_old(self, request: HttpRequest) -> bool:
         """max_age (OIDC Core §3.1.2.1): the sign-in is older than the client accepts."""
         raw = request.GET.get("max_age", "")
@@ -116,7 +121,8 @@ class AuthorizationView(dot_views.AuthorizationView):
         return signed_in is None or (timezone.now() - signed_in).total_seconds() > int(raw)
 
     def _refuse(self, error_class: type, credentials: dict, application: Application) -> HttpResponse:
-        error = error_class(state=credentials.get("state"), redirect_uri=credentials["redirect_uri"])
+        error = error_class(state=credentials.get("state"))
+        error.redirect_uri = credentials["redirect_uri"]  # validated by oauthlib above
         return self.error_response(
             OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]), application
         )

@@ -11,11 +11,29 @@ from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException
 from oauth2_provider.models import refresh_token_expire_timedelta
+from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from idp.models import AccessToken, Application, Consent, RefreshToken
 from idp.oauth import keys
 
 INACTIVE: dict[str, Any] = {"active": False}
+
+
+def claim_scopes(*, claims: Any, registered: list[str]) -> list[str]:
+    """The scopes whose claims the claims request parameter (OIDC Core §5.5) asks for, limited to
+    the scopes the client is registered for: what the user is really asked to share."""
+    if isinstance(claims, str):
+        try:
+            claims = json.loads(claims or "{}")
+        except ValueError:
+            return []
+    if not isinstance(claims, dict):
+        return []
+    names = {
+        name for target in ("userinfo", "id_token") if isinstance(claims.get(target), dict) for name in claims[target]
+    }
+    implied = {OAuth2Validator.oidc_claim_scope.get(name) for name in names}
+    return [scope for scope in registered if scope in implied and scope != "openid"]
 
 
 def consent_covers(*, user_id: int, client_id: str, scopes: list[str]) -> bool:

@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import InvalidOIDCClientError, InvalidOIDCRedirectURIError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
+from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
@@ -89,8 +90,9 @@ class AuthorizationView(dot_views.AuthorizationView):
 
         if prompt & {"consent", "login", "create"} or "resource" in request.GET:
             return super().get(request, *args, **kwargs)
+        shared = [*scopes, *selectors.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)]
         consented = application.skip_authorization or selectors.consent_covers(
-            user_id=request.user.pk, client_id=credentials["client_id"], scopes=scopes
+            user_id=request.user.pk, client_id=credentials["client_id"], scopes=shared
         )
         if not consented:
             if silent:
@@ -105,6 +107,17 @@ class AuthorizationView(dot_views.AuthorizationView):
         except OAuthToolkitError as error:
             return self.error_response(error, application)
         return self.redirect(uri, application)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # The consent page lists what the claims parameter asks for beside the scopes.
+        context = super().get_context_data(**kwargs)
+        application = context.get("application")
+        if application is not None and "scopes_descriptions" in context:
+            asked = selectors.claim_scopes(claims=context.get("claims"), registered=application.scope_list)
+            all_scopes = get_scopes_backend().get_all_scopes()
+            extra = [all_scopes[scope] for scope in asked if scope not in context.get("scopes", [])]
+            context["scopes_descriptions"] = [*context["scopes_descriptions"], *extra]
+        return context
 
     def _sign_in_again(self, request: HttpRequest, satisfied: str) -> HttpResponse:
         """End the session and come back after a fresh sign-in, without the parameter that asked
@@ -142,7 +155,10 @@ class AuthorizationView(dot_views.AuthorizationView):
         # Reached only when the code was issued (failures raise), so only a real "allow" is kept.
         if allow and self.remember_consent:
             application = Application.objects.get(client_id=credentials["client_id"])
-            services.consent_remember(user_id=request.user.pk, application=application, scopes=scopes.split())
+            asked = selectors.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)
+            services.consent_remember(
+                user_id=request.user.pk, application=application, scopes=[*scopes.split(), *asked]
+            )
         return result
 
 

@@ -205,6 +205,16 @@ def test_oidcc_claims_essential(op, subject):
     assert "name" not in id_claims, "asked for userinfo only"
 
 
+def test_claims_request_is_asked_for_on_the_consent_page(op, subject):
+    """Consent remembered for openid alone does not cover a claims request for email: the user is
+    asked, and the page names it."""
+    sign_in(op, subject)
+    reply = authorization_redirect(op, claims=json.dumps({"userinfo": {"email": None}}))
+    assert reply.status_code == 200
+    assert 'id="authorizationForm"' in reply.text
+    assert "See your email address" in reply.text
+
+
 def test_oidcc_claims_request_never_widens_the_registration(live_server, signing_key, subject):
     """A client registered without the email scope does not get email by asking for the claim."""
     narrow = make_client(scopes=["openid"], redirect_uris=[REDIRECT_URI])

@@ -31,8 +31,12 @@ _DRF_ERROR_CODES = {
 }
 
 
+# Endpoints under those prefixes that a person's browser visits: their errors are pages.
+_BROWSER_PATHS = ("/oauth/authorize/", "/oauth/logout/")
+
+
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith(_API_PREFIXES)
+    return request.path.startswith(_API_PREFIXES) and not request.path.startswith(_BROWSER_PATHS)
 
 
 def _is_error_json(content: bytes) -> bool:

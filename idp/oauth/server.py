@@ -43,3 +43,8 @@ class Server(OpenIDServer):
         self._tokens = {k: v for k, v in self._tokens.items() if k == "Bearer"}
         for grant in (self.auth_grant, self.openid_connect_auth):
             grant.custom_validators.pre_auth.append(refuse_request_objects)
+        # PKCE S256 only, refused at the authorization request with oauthlib's own error (a
+        # missing method means "plain", RFC 7636 §4.3). DOT's RFC 9700 gate would refuse "plain"
+        # only once the code is minted, after the user consented.
+        for grant in (self.auth_grant, self.openid_connect_auth.proxy_target):
+            grant._code_challenge_methods = {"S256": grant._code_challenge_methods["S256"]}

@@ -197,6 +197,7 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "response_modes_supported": ["query"],
+                "prompt_values_supported": ["none", "login", "consent"],
                 "claims_parameter_supported": True,
                 "claim_types_supported": ["normal"],
                 "request_parameter_supported": False,

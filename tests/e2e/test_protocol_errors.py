@@ -113,11 +113,12 @@ def test_plain_pkce_is_refused(rp, alice):
         rp.browser.get(url, params=params, allow_redirects=False, timeout=10),
         username=alice.username,
         password=USER_PASSWORD,
-        consent="allow",
+        consent=None,  # refused before the user is asked anything
     )
     assert reply.status_code == 302
     query = parse_qs(urlsplit(reply.headers["Location"]).query)
     assert query["error"] == ["invalid_request"]
+    assert query["state"] == ["s"]
     assert "code" not in query
 
 

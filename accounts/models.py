@@ -1,5 +1,10 @@
-from django.contrib.auth.models import AbstractUser
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, Group
+from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 
 
 class User(AbstractUser):
@@ -21,3 +26,95 @@ class User(AbstractUser):
     locale = models.CharField(max_length=35, blank=True, help_text="BCP 47, e.g. en-GB")
     zoneinfo = models.CharField(max_length=64, blank=True, help_text="IANA time zone, e.g. Europe/Paris")
     updated_at = models.DateTimeField(auto_now=True)
+
+
+CODENAME_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+    "Use dotted lower-case words, e.g. invoices.read or idp.clients.manage.",
+)
+ROLE_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", "Letters, digits and _ . : - only, starting with a letter or digit."
+)
+
+
+class Permission(models.Model):
+    """Something a caller may do, by a stable codename that code and tokens refer to."""
+
+    codename = models.CharField(max_length=100, unique=True, validators=[CODENAME_VALIDATOR])
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["codename"]
+
+    def __str__(self) -> str:
+        return self.codename
+
+
+class Role(models.Model):
+    """A named set of permissions: global, or one client's own ("client roles")."""
+
+    name = models.CharField(max_length=100, validators=[ROLE_NAME_VALIDATOR])
+    description = models.CharField(max_length=255, blank=True)
+    application = models.ForeignKey(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="roles",
+        help_text="The client this role belongs to; empty for a global role.",
+    )
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(application__isnull=True), name="accounts_role_global_name"
+            ),
+            models.UniqueConstraint(fields=["name", "application"], name="accounts_role_client_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name if self.application_id is None else f"{self.name} ({self.application})"
+
+
+class RoleAssignment(models.Model):
+    """A role held by exactly one of: a user, a Django group (its members inherit it), or a
+    machine client (the service account behind client_credentials)."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments")
+    client = models.ForeignKey(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_assignments",
+        help_text="A client_credentials client holding the role as its service account.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(user__isnull=False, group__isnull=True, client__isnull=True)
+                    | Q(user__isnull=True, group__isnull=False, client__isnull=True)
+                    | Q(user__isnull=True, group__isnull=True, client__isnull=False)
+                ),
+                name="accounts_roleassignment_one_holder",
+            ),
+            models.UniqueConstraint(fields=["role", "user"], name="accounts_roleassignment_user_once"),
+            models.UniqueConstraint(fields=["role", "group"], name="accounts_roleassignment_group_once"),
+            models.UniqueConstraint(fields=["role", "client"], name="accounts_roleassignment_client_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} → {self.holder}"
+
+    @property
+    def holder(self) -> Any:
+        return self.user or self.group or self.client

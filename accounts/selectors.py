@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from accounts.models import User
+from django.db.models import Q
+
+from accounts.models import Permission, Role, User
 
 
 def user_standard_claims(user: User) -> dict[str, Any]:
@@ -41,3 +44,36 @@ def user_standard_claims(user: User) -> dict[str, Any]:
         "address": address or None,
     }
     return {key: value for key, value in claims.items() if value not in ("", None)}
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a subject holds: role names and permission codenames, sorted."""
+
+    roles: list[str]
+    permissions: list[str]
+
+
+def subject_access(
+    *,
+    user_id: int | None = None,
+    client_pk: int | None = None,
+    application_pk: int | None = None,
+    all_clients: bool = False,
+) -> Access:
+    """Effective roles and permissions of a user (direct and through groups) or of a machine
+    client's service account, as seen by one client: global roles plus that client's own roles
+    (all clients' roles with all_clients). Two queries, whatever the number of roles."""
+    if (user_id is None) == (client_pk is None):
+        raise ValueError("give exactly one of user_id and client_pk")
+    holder = (
+        Q(assignments__client_id=client_pk)
+        if client_pk is not None
+        else (Q(assignments__user_id=user_id) | Q(assignments__group__user__id=user_id))
+    )
+    roles = Role.objects.filter(holder)
+    if not all_clients:
+        roles = roles.filter(Q(application__isnull=True) | Q(application_id=application_pk))
+    found = dict(roles.values_list("pk", "name").distinct())
+    codenames = Permission.objects.filter(roles__pk__in=list(found)).values_list("codename", flat=True).distinct()
+    return Access(roles=sorted(set(found.values())), permissions=sorted(codenames))

@@ -20,6 +20,12 @@ class Action(StrEnum):
     CLIENT_SECRET_ROTATED = "client.secret_rotated"
     SIGNING_KEY_CREATED = "signing_key.created"
     USER_CREATED = "user.created"
+    USER_DEACTIVATED = "user.deactivated"
+    CLIENT_DISABLED = "client.disabled"
+    ROLE_CREATED = "role.created"
+    ROLE_GRANTED = "role.granted"
+    ROLE_REVOKED = "role.revoked"
+    PERMISSION_CREATED = "permission.created"
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,8 @@ OIDC_SCOPES = {
     "email": "See your email address",
     "address": "See your postal address",
     "phone": "See your phone number",
+    "roles": "See your roles in this application",
+    "idp.manage": "Administer this identity provider as you (its management API)",
     "offline_access": "Keep access while you are away (refresh tokens)",
 }
 

@@ -13,6 +13,7 @@ from jwcrypto.common import JWException
 from oauth2_provider.models import refresh_token_expire_timedelta
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
+from accounts.selectors import subject_access
 from idp.models import AccessToken, Application, Consent, RefreshToken
 from idp.oauth import keys
 
@@ -64,8 +65,15 @@ def _claims(
     if user is not None:
         data["sub"] = str(user.pk)
         data["username"] = user.get_username()
+        access = subject_access(user_id=user.pk, application_pk=getattr(application, "pk", None))
     elif application is not None:
         data["sub"] = application.client_id  # client_credentials: the client is the subject
+        access = subject_access(client_pk=application.pk, application_pk=application.pk)
+    else:
+        return data
+    # Computed now, not at issuance: a role removed is gone from the next answer.
+    data["roles"] = access.roles
+    data["permissions"] = access.permissions
     return data
 
 

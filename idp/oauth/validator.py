@@ -9,7 +9,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
-from accounts.selectors import user_standard_claims
+from accounts.selectors import subject_access, user_standard_claims
 from idp import services
 from idp.models import Grant, RefreshToken
 
@@ -97,7 +97,7 @@ class IdpValidator(OAuth2Validator):
     # (Core §5.5) can ask for single claims, released only if the client is registered for the
     # claim's scope, so it never widens what the client may see.
     def get_discovery_claims(self, request: Any) -> list[str]:
-        return ["sub", *self.oidc_claim_scope.keys() - {"sub"}]
+        return ["sub", "roles", *self.oidc_claim_scope.keys() - {"sub"}]
 
     def get_oidc_claims(self, token: Any, token_handler: Any, request: Any) -> dict[str, Any]:
         return self._released_claims(request, target="id_token", requested=request.claims)
@@ -115,4 +115,8 @@ class IdpValidator(OAuth2Validator):
             scope = self.oidc_claim_scope.get(name)
             if scope in scopes or (name in asked and scope in registered):
                 released[name] = value
+        if "roles" in scopes:
+            # Read now, for this client: global roles plus the client's own.
+            access = subject_access(user_id=request.user.pk, application_pk=getattr(request.client, "pk", None))
+            released["roles"] = access.roles
         return released

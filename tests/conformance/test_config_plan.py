@@ -84,7 +84,16 @@ def test_discovery_advertises_exactly_what_is_supported(op, live_server):
     assert document["claims_parameter_supported"] is True
     assert document["request_parameter_supported"] is False
     assert document["request_uri_parameter_supported"] is False
-    assert set(document["scopes_supported"]) == {"openid", "profile", "email", "address", "phone", "offline_access"}
+    assert set(document["scopes_supported"]) == {
+        "openid",
+        "profile",
+        "email",
+        "address",
+        "phone",
+        "roles",
+        "idp.manage",
+        "offline_access",
+    }
     assert {
         "sub",
         "name",

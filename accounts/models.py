@@ -28,6 +28,25 @@ class User(AbstractUser):
     updated_at = models.DateTimeField(auto_now=True)
 
 
+# The management API's permissions (accounts.permissions.HasPermission): read = list and retrieve,
+# manage = every write. Every install has them, held together by the global role ADMIN_ROLE
+# (migration 0004_management_permissions; accounts.services.admin_role_ensure).
+USERS_READ = "idp.users.read"
+USERS_MANAGE = "idp.users.manage"
+ROLES_READ = "idp.roles.read"
+ROLES_MANAGE = "idp.roles.manage"
+CLIENTS_READ = "idp.clients.read"
+CLIENTS_MANAGE = "idp.clients.manage"
+MANAGEMENT_PERMISSIONS = {
+    USERS_READ: "List users.",
+    USERS_MANAGE: "Create and deactivate users.",
+    ROLES_READ: "List permissions, roles and role assignments.",
+    ROLES_MANAGE: "Create permissions and roles, change and delete roles, grant and revoke them.",
+    CLIENTS_READ: "List clients.",
+    CLIENTS_MANAGE: "Register clients, rotate their secrets and disable them.",
+}
+ADMIN_ROLE = "idp-admin"
+
 CODENAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
     "Use dotted lower-case words, e.g. invoices.read or idp.clients.manage.",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.contrib.auth.models import Group
+from django.db.models import Q, QuerySet
+from oauth2_provider.models import get_application_model
 
-from accounts.models import Permission, Role, User
+import audit
+from accounts.models import Permission, Role, RoleAssignment, User
 
 
 def user_standard_claims(user: User) -> dict[str, Any]:
@@ -77,3 +81,81 @@ def subject_access(
     found = dict(roles.values_list("pk", "name").distinct())
     codenames = Permission.objects.filter(roles__pk__in=list(found)).values_list("codename", flat=True).distinct()
     return Access(roles=sorted(set(found.values())), permissions=sorted(codenames))
+
+
+# --- The management API's callers and reads ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls the management API: the subject of a bearer token (a user, or the service
+    account of a client_credentials client) and what it holds as seen by the token's client.
+    Services check privilege escalation against it."""
+
+    actor: audit.Actor
+    access: Access
+    application_pk: int  # the client the token was issued to
+    user_id: int | None = None  # set for a user's token
+    client_pk: int | None = None  # set for a service account's (client_credentials) token
+
+    def holds(self, codenames: Iterable[str]) -> bool:
+        return set(codenames) <= set(self.access.permissions)
+
+
+def caller_get(*, user: User | None, application: Any) -> Caller:
+    """The caller behind a token: its user, or else the token's client as a service account."""
+    if user is not None:
+        return Caller(
+            actor=audit.Actor.user(user),
+            access=subject_access(user_id=user.pk, application_pk=application.pk),
+            application_pk=application.pk,
+            user_id=user.pk,
+        )
+    return Caller(
+        actor=audit.Actor.client(application),
+        access=subject_access(client_pk=application.pk, application_pk=application.pk),
+        application_pk=application.pk,
+        client_pk=application.pk,
+    )
+
+
+def user_list() -> QuerySet[User]:
+    return User.objects.all()
+
+
+def user_get(*, user_id: int) -> User:
+    """Raises User.DoesNotExist."""
+    return User.objects.get(pk=user_id)
+
+
+def permission_list() -> QuerySet[Permission]:
+    return Permission.objects.all()
+
+
+def role_list() -> QuerySet[Role]:
+    return Role.objects.select_related("application").prefetch_related("permissions")
+
+
+def role_get(*, role_id: int) -> Role:
+    """Raises Role.DoesNotExist."""
+    return role_list().get(pk=role_id)
+
+
+def role_assignment_list() -> QuerySet[RoleAssignment]:
+    return RoleAssignment.objects.select_related("role", "role__application", "user", "group", "client")
+
+
+def role_assignment_get(*, assignment_id: int) -> RoleAssignment:
+    """Raises RoleAssignment.DoesNotExist."""
+    return role_assignment_list().get(pk=assignment_id)
+
+
+def group_get(*, group_id: int) -> Group:
+    """Raises Group.DoesNotExist."""
+    return Group.objects.get(pk=group_id)
+
+
+def client_get(*, client_id: str) -> Any:
+    """The client (the swappable OAuth application model) with this client_id; raises its
+    DoesNotExist."""
+    return get_application_model().objects.get(client_id=client_id)

@@ -1,25 +1,73 @@
-"""Every write to accounts goes through here."""
+"""Every write to accounts goes through here.
+
+Services that the management API calls take an optional ``caller`` (accounts.selectors.Caller).
+With one, they refuse privilege escalation with PermissionDenied: nobody gives away, takes away or
+reshapes a permission they do not hold themselves, nor changes their own roles. Without one, the
+write comes from a trusted operator (a management command, the admin, a migration).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 import audit
-from accounts.models import Permission, Role, RoleAssignment, User
+from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
+from accounts.selectors import Caller, subject_access
 
 
 @transaction.atomic
-def user_create(*, username: str, email: str, password: str, actor: audit.Actor, is_staff: bool = False) -> User:
+def user_create(
+    *,
+    username: str,
+    email: str,
+    password: str,
+    actor: audit.Actor,
+    is_staff: bool = False,
+    first_name: str = "",
+    last_name: str = "",
+) -> User:
     """Create an active user; the password must pass the configured validators."""
-    user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_staff)
+    user = User(
+        username=username,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        is_staff=is_staff,
+        is_superuser=is_staff,
+    )
     user.full_clean(exclude=["password"])
-    validate_password(password, user=user)
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.error_list}) from None
     user.set_password(password)
     user.save()
     audit.record(audit.Action.USER_CREATED, actor=actor, target=audit.Target.user(user))
+    return user
+
+
+@transaction.atomic
+def user_deactivate(*, user_id: int, actor: audit.Actor, caller: Caller | None = None, reason: str = "") -> User:
+    """Switch a user off: they can no longer sign in, and their tokens stop opening the management
+    API. Deactivating an inactive user changes and records nothing."""
+    user = User.objects.select_for_update().get(pk=user_id)
+    if caller is not None:
+        if user.pk == caller.user_id:
+            raise PermissionDenied("cannot deactivate yourself")
+        if user.is_staff or user.is_superuser:
+            raise PermissionDenied("staff accounts are managed in the admin, not through the API")
+        if not caller.holds(subject_access(user_id=user.pk, all_clients=True).permissions):
+            raise PermissionDenied("cannot deactivate a user holding permissions you do not hold")
+    if not user.is_active:
+        return user
+    user.is_active = False
+    user.save(update_fields=["is_active", "updated_at"])
+    audit.record(audit.Action.USER_DEACTIVATED, actor=actor, target=audit.Target.user(user), data={"reason": reason})
     return user
 
 
@@ -32,6 +80,27 @@ def _holder_target(*, user: Any = None, group: Any = None, client: Any = None) -
     if group is not None:
         return audit.Target.of(group)
     return audit.Target.client(client)
+
+
+def _codenames(role: Role) -> set[str]:
+    return set(role.permissions.values_list("codename", flat=True))
+
+
+def _refuse_unless_held(caller: Caller | None, codenames: Iterable[str], doing: str) -> None:
+    if caller is not None and not caller.holds(codenames):
+        raise PermissionDenied(f"cannot {doing} a role with permissions you do not hold")
+
+
+def _refuse_self(caller: Caller | None, *, user: Any = None, group: Any = None, client: Any = None) -> None:
+    """Nobody changes their own roles, not even through a group they belong to."""
+    if caller is None:
+        return
+    if user is not None and user.pk == caller.user_id:
+        raise PermissionDenied("cannot change your own roles")
+    if client is not None and client.pk == caller.client_pk:
+        raise PermissionDenied("cannot change the roles of your own service account")
+    if group is not None and caller.user_id is not None and group.user_set.filter(pk=caller.user_id).exists():
+        raise PermissionDenied("cannot change the roles of a group you belong to")
 
 
 @transaction.atomic
@@ -48,15 +117,32 @@ def permission_ensure(*, codename: str, actor: audit.Actor, description: str = "
 
 
 @transaction.atomic
+def permission_create(*, codename: str, actor: audit.Actor, description: str = "") -> Permission:
+    """A new permission; a codename already taken is a ValidationError. Creating one gives it to
+    nobody, so it needs no check against the caller."""
+    permission = Permission(codename=codename, description=description)
+    permission.full_clean()
+    permission.save()
+    audit.record(audit.Action.PERMISSION_CREATED, actor=actor, target=audit.Target.of(permission))
+    return permission
+
+
+@transaction.atomic
 def role_create(
     *,
     name: str,
     actor: audit.Actor,
     description: str = "",
     application: Any = None,
-    permissions: list[str] = (),  # type: ignore[assignment]
+    permissions: Iterable[str] = (),
+    caller: Caller | None = None,
 ) -> Role:
-    """A global role, or a client's own role with application; unknown permissions are created."""
+    """A global role, or a client's own role with application. Unknown permissions are created,
+    except for a caller, who can only bundle permissions they hold (so they exist)."""
+    permissions = sorted(set(permissions))
+    _refuse_unless_held(caller, permissions, "create")
+    if Role.objects.filter(name=name, application=application).exists():
+        raise ValidationError({"name": "a role with this name already exists"})
     role = Role(name=name, description=description, application=application)
     role.full_clean()
     role.save()
@@ -66,16 +152,102 @@ def role_create(
         actor=actor,
         target=audit.Target.of(role),
         client_id=application.client_id if application is not None else "",
-        data={"name": name, "permissions": sorted(permissions)},
+        data={"name": name, "permissions": permissions},
     )
     return role
 
 
 @transaction.atomic
+def role_update(
+    *,
+    role_id: int,
+    actor: audit.Actor,
+    description: str | None = None,
+    permissions: Iterable[str] | None = None,
+    caller: Caller | None = None,
+) -> Role:
+    """Change a role's description and/or replace its permissions (None leaves either as it is).
+    A caller must hold every permission the role has before and after. No change records nothing."""
+    role = Role.objects.select_for_update().get(pk=role_id)
+    current = _codenames(role)
+    wanted = current if permissions is None else set(permissions)
+    _refuse_unless_held(caller, current | wanted, "change")
+    changes: dict[str, Any] = {}
+    if description is not None and description != role.description:
+        role.description = description
+        role.full_clean()
+        role.save(update_fields=["description"])
+        changes["description"] = description
+    if wanted != current:
+        role.permissions.set([permission_ensure(codename=codename, actor=actor) for codename in sorted(wanted)])
+        changes["added"] = sorted(wanted - current)
+        changes["removed"] = sorted(current - wanted)
+    if changes:
+        audit.record(
+            audit.Action.ROLE_UPDATED,
+            actor=actor,
+            target=audit.Target.of(role),
+            client_id=role.application.client_id if role.application_id else "",
+            data={"name": role.name, **changes},
+        )
+    return role
+
+
+@transaction.atomic
+def role_delete(*, role_id: int, actor: audit.Actor, caller: Caller | None = None) -> None:
+    """Delete a role. Its holders lose it first through role_revoke, one audited revocation each."""
+    role = Role.objects.select_for_update().get(pk=role_id)
+    codenames = _codenames(role)
+    _refuse_unless_held(caller, codenames, "delete")
+    for assignment in role.assignments.select_related("user", "group", "client"):
+        role_revoke(assignment=assignment, actor=actor, caller=caller)
+    audit.record(
+        audit.Action.ROLE_DELETED,
+        actor=actor,
+        target=audit.Target.of(role),
+        client_id=role.application.client_id if role.application_id else "",
+        data={"name": role.name, "permissions": sorted(codenames)},
+    )
+    role.delete()
+
+
+@transaction.atomic
+def admin_role_ensure(*, actor: audit.Actor) -> Role:
+    """The global role ADMIN_ROLE holding every management permission, created or completed if
+    needed (migration 0004 makes it on every install; this repairs a database that lost it)."""
+    permissions = [
+        permission_ensure(codename=codename, description=description, actor=actor)
+        for codename, description in MANAGEMENT_PERMISSIONS.items()
+    ]
+    role = Role.objects.filter(name=ADMIN_ROLE, application__isnull=True).first()
+    if role is None:
+        return role_create(
+            name=ADMIN_ROLE,
+            description="Administers this identity provider through its management API.",
+            permissions=list(MANAGEMENT_PERMISSIONS),
+            actor=actor,
+        )
+    role.permissions.add(*permissions)
+    return role
+
+
+@transaction.atomic
 def role_grant(
-    *, role: Role, actor: audit.Actor, user: Any = None, group: Any = None, client: Any = None
+    *,
+    role: Role,
+    actor: audit.Actor,
+    user: Any = None,
+    group: Any = None,
+    client: Any = None,
+    caller: Caller | None = None,
 ) -> RoleAssignment:
     """Give the role to exactly one holder. Granting a role already held changes nothing."""
+    if [user, group, client].count(None) != 2:
+        raise ValidationError("a role is held by exactly one of a user, a group or a client")
+    if client is not None and client.authorization_grant_type != client.GRANT_CLIENT_CREDENTIALS:
+        raise ValidationError({"client_id": "only a client_credentials client has a service account"})
+    _refuse_self(caller, user=user, group=group, client=client)
+    _refuse_unless_held(caller, _codenames(role), "grant")
     assignment, created = RoleAssignment.objects.get_or_create(role=role, user=user, group=group, client=client)
     if created:
         audit.record(
@@ -89,8 +261,13 @@ def role_grant(
 
 
 @transaction.atomic
-def role_revoke(*, assignment: RoleAssignment, actor: audit.Actor) -> None:
+def role_revoke(*, assignment: RoleAssignment, actor: audit.Actor, caller: Caller | None = None) -> None:
+    """Take a role back. Revoking an assignment already gone changes and records nothing."""
     role = assignment.role
+    _refuse_self(caller, user=assignment.user, group=assignment.group, client=assignment.client)
+    _refuse_unless_held(caller, _codenames(role), "revoke")
+    if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
+        return
     target = _holder_target(user=assignment.user, group=assignment.group, client=assignment.client)
     assignment.delete()
     audit.record(

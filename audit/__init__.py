@@ -23,6 +23,8 @@ class Action(StrEnum):
     USER_DEACTIVATED = "user.deactivated"
     CLIENT_DISABLED = "client.disabled"
     ROLE_CREATED = "role.created"
+    ROLE_UPDATED = "role.updated"
+    ROLE_DELETED = "role.deleted"
     ROLE_GRANTED = "role.granted"
     ROLE_REVOKED = "role.revoked"
     PERMISSION_CREATED = "permission.created"

@@ -8,12 +8,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from oauth2_provider.admin import ApplicationAdmin
 
 import audit
+from accounts.models import Role, RoleAssignment
+from accounts.services import role_grant, role_revoke
 from idp import services
 from idp.models import Application, Consent, SigningKey
 
@@ -41,6 +45,63 @@ class ClientForm(forms.ModelForm):
         ]
 
 
+class ServiceAccountRoleInline(admin.TabularInline):
+    """Roles held by a client_credentials client's service account: add a row to grant, delete one
+    to revoke (both through accounts.services, so audited); rows are never edited in place."""
+
+    model = RoleAssignment
+    fk_name = "client"
+    fields = ["role", "created_at"]
+    readonly_fields = ["created_at"]
+    extra = 0
+    verbose_name = "service-account role"
+    verbose_name_plural = "service-account roles (its client_credentials tokens carry these)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RoleAssignment]:
+        return super().get_queryset(request).select_related("role__application")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        # A service account sees global roles and its own client's roles, nothing else
+        # (accounts.selectors.subject_access); offering another client's role would grant nothing.
+        formset.form.base_fields["role"].queryset = Role.objects.filter(
+            Q(application__isnull=True) | Q(application=obj)
+        ).select_related("application")
+        return formset
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ClientRoleInline(admin.TabularInline):
+    """The client's own roles, listed; they are created and edited on the role pages."""
+
+    model = Role
+    fk_name = "application"
+    fields = ["name", "description", "permission_list"]
+    readonly_fields = ["name", "description", "permission_list"]
+    extra = 0
+    show_change_link = True
+    verbose_name = "client role"
+    verbose_name_plural = "client roles (only this client's tokens carry them)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Role]:
+        return super().get_queryset(request).prefetch_related("permissions")
+
+    @admin.display(description="permissions")
+    def permission_list(self, role: Role) -> str:
+        return ", ".join(permission.codename for permission in role.permissions.all()) or "-"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ClientAdmin(ApplicationAdmin):
     form = ClientForm
     list_display = ("name", "client_id", "client_type", "authorization_grant_type", "is_active", "created")
@@ -52,7 +113,39 @@ class ClientAdmin(ApplicationAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = list(ClientForm.Meta.fields)
-        return ["client_id", *fields, "created", "updated"] if obj else fields
+        return ["client_id", *fields, "created", "updated", "add_client_role"] if obj else fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*self.readonly_fields, "add_client_role"] if obj else list(self.readonly_fields)
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        if obj is None:
+            return []  # roles come after registration: the add page only answers with the secret
+        inlines: list[Any] = [ClientRoleInline]
+        if obj.authorization_grant_type == Application.GRANT_CLIENT_CREDENTIALS:
+            inlines.append(ServiceAccountRoleInline)
+        return [
+            inline
+            for inline in (cls(self.model, self.admin_site) for cls in inlines)
+            if inline.has_view_or_change_permission(request, obj) or inline.has_add_permission(request, obj)
+        ]
+
+    @admin.display(description="client roles")
+    def add_client_role(self, obj: Application) -> str:
+        url = reverse("admin:accounts_role_add") + f"?application={obj.pk}"
+        return format_html('<a href="{}">Add a role of this client</a>', url)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not RoleAssignment:
+            super().save_formset(request, form, formset, change)
+            return
+        # Through the audited services: new rows are grants, deleted rows revocations.
+        actor = audit.Actor.user(request.user)
+        formset.save(commit=False)
+        for assignment in formset.deleted_objects:
+            role_revoke(assignment=assignment, actor=actor)
+        for assignment in formset.new_objects:
+            role_grant(role=assignment.role, client=formset.instance, actor=actor)
 
     def save_model(self, request: HttpRequest, obj: Application, form: Any, change: bool) -> None:
         if change:

@@ -6,13 +6,15 @@ import json
 import logging
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from idp.parsers import RequestTooLarge
 
 log = logging.getLogger("idp.errors")
 
@@ -85,20 +87,29 @@ def _describe(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, reshaped to {"error", "error_description"}; anything unmapped is a 500."""
+    error_code = getattr(exc, "error_code", None)
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, ObjectDoesNotExist):
-        exc = drf_exceptions.NotFound()
+        # The same answer for "missing" and "not yours": a 404 never tells which.
+        exc = drf_exceptions.NotFound("no such object")
     elif isinstance(exc, PermissionDenied):
-        exc = drf_exceptions.PermissionDenied()
+        # A service refused (privilege escalation): its short reason is the description.
+        exc = drf_exceptions.PermissionDenied(str(exc) or None)
+        error_code = error_code or "access_denied"
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = drf_exceptions.ParseError("malformed request")
     response = exception_handler(exc, context)
     if response is None:
         log.exception("unhandled error in API view", exc_info=exc)
         return Response({"error": "server_error"}, status=500)
-    code = getattr(exc, "error_code", None) or _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
+    code = error_code or _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
     response.data = {"error": code, "error_description": _describe(getattr(exc, "detail", ""))}
     if response.status_code == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="idp"'
+        # DRF puts the authenticator's challenge here (with error="invalid_token" for a bad token).
+        response.setdefault("WWW-Authenticate", 'Bearer realm="idp"')
     return response
 
 

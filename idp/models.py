@@ -4,6 +4,7 @@ migration so later issues can add fields, plus signing keys and remembered conse
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from oauth2_provider.models import (
     AbstractRefreshToken,
     ApplicationManager,
 )
+from oauth2_provider.validators import AllowedURIValidator
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 
@@ -75,11 +77,23 @@ class Application(AbstractApplication):
         help_text="Space-separated scopes this client may be granted (least privilege).",
     )
     is_active = models.BooleanField(default=True, help_text="A disabled client can neither sign in nor get tokens.")
+    # Secret rotation with a grace period (idp.services.client_secret_rotate): the secret before the
+    # last rotation, hashed exactly like client_secret, still authenticates the client until
+    # previous_client_secret_expires_at (idp.oauth.validator.IdpValidator). Never editable in forms.
+    previous_client_secret = models.CharField(max_length=255, blank=True, default="", editable=False)
+    previous_client_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = ApplicationManager()
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(previous_client_secret="", previous_client_secret_expires_at__isnull=True)
+                | (~models.Q(previous_client_secret="") & models.Q(previous_client_secret_expires_at__isnull=False)),
+                name="idp_application_previous_secret_expires",
+            )
+        ]
 
     def natural_key(self) -> tuple[str]:
         return (self.client_id,)
@@ -90,6 +104,11 @@ class Application(AbstractApplication):
 
     def is_usable(self, request: Any) -> bool:
         return self.is_active
+
+    def previous_secret_accepted(self, now: datetime) -> bool:
+        """Whether the secret before the last rotation still authenticates the client."""
+        expires_at = self.previous_client_secret_expires_at
+        return bool(self.previous_client_secret) and expires_at is not None and now < expires_at
 
     def get_allowed_schemes(self) -> list[str]:
         # clean() admits http only for loopback redirect URIs (RFC 8252 §7.3), so a redirect to a
@@ -113,6 +132,18 @@ class Application(AbstractApplication):
                 kept = [e for e in field_errors if "OIDC_RSA_PRIVATE_KEY" not in " ".join(e.messages)]
                 if kept:
                     errors[field] = kept
+        # DOT checks redirect_uris only; a post-logout URI is a redirect target all the same.
+        post_logout_validator = AllowedURIValidator(
+            [scheme.lower() for scheme in self.get_allowed_schemes()],
+            name="post logout redirect uri",
+            allow_path=True,
+            allow_query=True,
+        )
+        for uri in self.post_logout_redirect_uris.split():
+            try:
+                post_logout_validator(uri)
+            except ValidationError as exc:
+                errors.setdefault("post_logout_redirect_uris", []).extend(exc.error_list)
         for field in ("redirect_uris", "post_logout_redirect_uris"):
             for uri in getattr(self, field).split():
                 parts = urlsplit(uri)

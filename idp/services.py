@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.contrib.auth.hashers import identify_hasher, make_password
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 import audit
+from accounts.models import MANAGEMENT_PERMISSIONS
+from accounts.permissions import MANAGE_SCOPE
+from accounts.selectors import Caller
 from idp.models import Application, Consent, Grant, RefreshToken
 from idp.oauth.generators import ClientSecretGenerator
+
+# How long a rotated-out client secret may keep working, at most.
+MAX_SECRET_GRACE_SECONDS = 30 * 24 * 3600
 
 GRANT_TYPES = {
     "authorization_code": Application.GRANT_AUTHORIZATION_CODE,
@@ -34,14 +45,22 @@ def client_create(
     scopes: list[str] = (),  # type: ignore[assignment]
     skip_consent: bool = False,
     require_pkce: bool = False,
+    caller: Caller | None = None,
 ) -> IssuedClient:
-    """Register a client. Returns its raw secret once; only the keyed hash is stored."""
+    """Register a client. Returns its raw secret once; only the keyed hash is stored.
+
+    A client registered for scope idp.manage can obtain tokens that act with the full rights of
+    any administrator who signs in to it, so a caller must hold every management permission to
+    register one.
+    """
     if grant not in GRANT_TYPES:
-        raise ValueError(f"grant must be one of {', '.join(GRANT_TYPES)}")
-    if grant == "client_credentials" and client_type != Application.CLIENT_CONFIDENTIAL:
-        raise ValueError("client_credentials needs a confidential client")
+        raise ValidationError({"grant": f"grant must be one of {', '.join(GRANT_TYPES)}"})
     if client_type not in {Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC}:
-        raise ValueError("type must be confidential or public")
+        raise ValidationError({"client_type": "type must be confidential or public"})
+    if grant == "client_credentials" and client_type != Application.CLIENT_CONFIDENTIAL:
+        raise ValidationError({"client_type": "client_credentials needs a confidential client"})
+    if caller is not None and MANAGE_SCOPE in scopes and not caller.holds(MANAGEMENT_PERMISSIONS):
+        raise PermissionDenied(f"only a holder of every management permission may register a {MANAGE_SCOPE} client")
     application = Application(
         name=name,
         client_type=client_type,
@@ -90,14 +109,94 @@ def client_secret_reset(*, application_id: int, actor: audit.Actor) -> str:
         raise ValueError("only confidential clients have a secret")
     secret = ClientSecretGenerator().hash()
     application.client_secret = secret
-    application.save(update_fields=["client_secret", "updated"])
+    application.previous_client_secret = ""
+    application.previous_client_secret_expires_at = None
+    application.save(
+        update_fields=["client_secret", "previous_client_secret", "previous_client_secret_expires_at", "updated"]
+    )
     audit.record(
         audit.Action.CLIENT_SECRET_ROTATED,
         actor=actor,
         target=audit.Target.client(application),
         client_id=application.client_id,
+        data={"grace_seconds": 0},
     )
     return secret
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    client_secret: str  # the raw new secret, handed out once
+    previous_secret_expires_at: datetime | None  # until when the old one still works; None: it stopped
+
+
+@transaction.atomic
+def client_secret_rotate(
+    *, application_id: int, grace_seconds: int, actor: audit.Actor, now: datetime | None = None
+) -> RotatedSecret:
+    """Give a confidential client a new secret, keeping the current one valid for grace_seconds
+    (0: it stops at once) so the client's deployments can switch over without an outage.
+
+    Returns the new raw secret once; both are stored only as keyed hashes. Rotating again during a
+    grace period ends that period: only the newest two secrets ever work.
+    """
+    if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
+        raise ValidationError({"grace_seconds": f"must be between 0 and {MAX_SECRET_GRACE_SECONDS}"})
+    application = Application.objects.select_for_update().get(pk=application_id)
+    if application.client_type != Application.CLIENT_CONFIDENTIAL or not application.client_secret:
+        raise ValidationError({"client_id": "only a confidential client has a secret"})
+    now = now or timezone.now()
+    previous = application.client_secret
+    try:
+        identify_hasher(previous)
+    except ValueError:  # a client saved with hash_client_secret off: hash it now, as DOT would
+        previous = make_password(previous, hasher=settings.OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"])
+    expires_at = now + timedelta(seconds=grace_seconds) if grace_seconds else None
+    secret = ClientSecretGenerator().hash()
+    application.client_secret = secret
+    application.hash_client_secret = True
+    application.previous_client_secret = previous if expires_at else ""
+    application.previous_client_secret_expires_at = expires_at
+    application.save(
+        update_fields=[
+            "client_secret",
+            "hash_client_secret",
+            "previous_client_secret",
+            "previous_client_secret_expires_at",
+            "updated",
+        ]
+    )
+    audit.record(
+        audit.Action.CLIENT_SECRET_ROTATED,
+        actor=actor,
+        target=audit.Target.client(application),
+        client_id=application.client_id,
+        data={"grace_seconds": grace_seconds},
+    )
+    return RotatedSecret(client_secret=secret, previous_secret_expires_at=expires_at)
+
+
+@transaction.atomic
+def client_disable(
+    *, application_id: int, actor: audit.Actor, caller: Caller | None = None, reason: str = ""
+) -> Application:
+    """Switch a client off: it gets no more tokens and its tokens stop working (Application.is_usable).
+    Not the client the caller's own token came from. Disabling a disabled client records nothing."""
+    application = Application.objects.select_for_update().get(pk=application_id)
+    if caller is not None and application.pk == caller.application_pk:
+        raise PermissionDenied("cannot disable the client your token was issued to")
+    if not application.is_active:
+        return application
+    application.is_active = False
+    application.save(update_fields=["is_active", "updated"])
+    audit.record(
+        audit.Action.CLIENT_DISABLED,
+        actor=actor,
+        target=audit.Target.client(application),
+        client_id=application.client_id,
+        data={"reason": reason},
+    )
+    return application
 
 
 @transaction.atomic

@@ -115,6 +115,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
     "corsheaders",
     "oauth2_provider",
     "django_celery_beat",
@@ -306,14 +309,46 @@ OAUTH2_PROVIDER = {
     "CIMD_ENABLED": False,
 }
 
-# --- DRF -------------------------------------------------------------------------------------
+# --- DRF: the management API at /api/v1/ ------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["oauth2_provider.contrib.rest_framework.OAuth2Authentication"],
+    # Bearer tokens from this provider, in the Authorization header only (RFC 6750 §2.1): never in a
+    # query string, where they end up in logs, nor in a form body.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["idp.oauth.authentication.BearerAuthentication"],
+    # Each view names the permission it needs (accounts.permissions.HasPermission); a view that
+    # forgets still requires a caller.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["idp.parsers.JSONParser"],
+    # Lists: django-filter's filters and an ordering allowlist per view, limit/offset pages.
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend", "idp.filters.OrderingFilter"],
+    "DEFAULT_PAGINATION_CLASS": "idp.pagination.LimitOffsetPagination",
+    "DEFAULT_SCHEMA_CLASS": "idp.schema.AutoSchema",
+    # OPTIONS would describe a view's fields to anyone allowed to call it; the schema does that.
+    "DEFAULT_METADATA_CLASS": None,
     "EXCEPTION_HANDLER": "idp.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "idp management API",
+    "DESCRIPTION": (
+        "Users, roles, permissions, role assignments and clients of this identity provider. "
+        "Every call needs a bearer access token issued by this provider with scope idp.manage, "
+        "and its subject (the user, or the service account of a client_credentials client) must "
+        "hold the permission each operation names. Errors have the RFC 6749 shape "
+        "{error, error_description}."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_NO_READ_ONLY_REQUIRED": False,
+    "PATH_CONVERTER_OVERRIDES": {"object_id": int, "client_id": str},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "idp.schema.reject_unknown_fields"],
+    # Swagger UI and its favicon from drf-spectacular-sidecar through our static files; the
+    # defaults would load them from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": False, "deepLinking": True},
 }
 
 # --- Input limits ------------------------------------------------------------------------------

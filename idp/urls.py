@@ -1,8 +1,44 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
-from idp import views
+from idp import api, views
+
+
+class ClientIdConverter:
+    """A client_id in a URL: the characters DOT's generator and RFC 3986's unreserved set use, so a
+    NUL byte or a 10 KB value never reaches the database."""
+
+    regex = "[A-Za-z0-9._~-]{1,100}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(ClientIdConverter, "client_id")
+
+# The management API. Versioned in the path; everything under /api/ answers errors as JSON.
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("clients/", api.ClientListCreateApi.as_view(), name="api-clients"),
+    path(
+        "clients/<client_id:client_id>/rotate-secret/",
+        api.ClientSecretRotateApi.as_view(),
+        name="api-client-rotate-secret",
+    ),
+    path("clients/<client_id:client_id>/disable/", api.ClientDisableApi.as_view(), name="api-client-disable"),
+    # The schema describes the API, not its data: public, like the discovery document.
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
+]
 
 urlpatterns = [
     path("", include("idp.oauth.urls")),
@@ -12,6 +48,13 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN.
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
 ]
 
 handler400 = "idp.errors.handler400"

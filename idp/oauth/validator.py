@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -26,9 +27,31 @@ class IdpValidator(OAuth2Validator):
         # DOT lets base64's ValueError for a non-ASCII Authorization header escape as a 500;
         # it is a failed client authentication like any other malformed header.
         try:
-            return super()._authenticate_basic_auth(request)
+            return super()._authenticate_basic_auth(request) or self._authenticate_with_previous_secret(
+                super()._authenticate_basic_auth, request
+            )
         except ValueError:
             return False
+
+    def _authenticate_request_body(self, request: Any) -> bool:
+        return super()._authenticate_request_body(request) or self._authenticate_with_previous_secret(
+            super()._authenticate_request_body, request
+        )
+
+    def _authenticate_with_previous_secret(self, authenticate: Callable[[Any], bool], request: Any) -> bool:
+        """During a rotation's grace period (idp.services.client_secret_rotate) the secret before
+        it still authenticates the client. DOT's own check runs again, every rule of it (client
+        id, usable client, check_password's constant-time comparison), against the previous hash
+        put in place of the current one on this request's copy of the client only."""
+        client = getattr(request, "client", None)
+        if client is None or not client.previous_secret_accepted(timezone.now()):
+            return False
+        current = client.client_secret
+        client.client_secret = client.previous_client_secret
+        try:
+            return authenticate(request)
+        finally:
+            client.client_secret = current
 
     # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
     # view runs in one transaction, so the row lock below serialises two redemptions of a code.

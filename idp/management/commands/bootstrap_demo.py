@@ -6,7 +6,7 @@ from django.db import transaction
 
 import audit
 from accounts.models import User
-from accounts.services import user_create
+from accounts.services import admin_role_ensure, role_grant, user_create
 from idp import services
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8080/callback"
@@ -27,14 +27,19 @@ class Command(BaseCommand):
             return
         actor = audit.Actor.system("bootstrap_demo")
         password = secrets.token_urlsafe(12)
-        user_create(username="demo-admin", email="admin@example.com", password=password, is_staff=True, actor=actor)
+        admin = user_create(
+            username="demo-admin", email="admin@example.com", password=password, is_staff=True, actor=actor
+        )
+        # The management API's permissions (the role comes from accounts' migrations; ensured here
+        # too, so a database that lost it gets it back).
+        role_grant(role=admin_role_ensure(actor=actor), user=admin, actor=actor)
         issued = services.client_create(
             name="Demo client",
             client_type="confidential",
             grant="authorization_code",
             redirect_uris=[DEMO_REDIRECT_URI],
             post_logout_redirect_uris=["http://127.0.0.1:8080/"],
-            scopes=["openid", "profile", "email", "offline_access"],
+            scopes=["openid", "profile", "email", "offline_access", "idp.manage"],
             actor=actor,
         )
         base = options["base_url"].rstrip("/")
@@ -55,6 +60,9 @@ class Command(BaseCommand):
                     "  Try the sign-in flow in a browser:",
                     f"    {base}/oauth/authorize/?response_type=code&client_id={client_id}"
                     f"&redirect_uri={DEMO_REDIRECT_URI}&scope=openid+profile+email&state=demo",
+                    "  Management API (demo-admin holds the role idp-admin; ask for scope idp.manage):",
+                    f"    docs:   {base}/api/docs/",
+                    f"    schema: {base}/api/v1/schema/",
                     "=" * 72,
                     "",
                 ]

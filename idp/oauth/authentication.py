@@ -1,0 +1,35 @@
+"""How the management API recognises its callers: bearer tokens issued by this provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework.request import Request
+
+
+class BearerAuthentication(OAuth2Authentication):
+    """DOT's token check, for a token in the Authorization header only (RFC 6750 §2.1).
+
+    oauthlib would also take ``access_token`` from a form body (§2.2, which DOT does not refuse),
+    and a query string (§2.3, which DOT refuses under COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT).
+    Both end up in logs and caches more easily than a header, so neither authenticates here.
+
+    A user's token gives (user, token); a client_credentials token gives (None, token): its
+    subject is the client's service account (see accounts.permissions.HasPermission).
+    """
+
+    www_authenticate_realm = "idp"
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None
+        # Django's request, not DRF's: DOT reads request.POST, which on DRF's request would parse
+        # the JSON body before the caller is known (a malformed body answered 400 instead of 401).
+        django_request = request._request
+        authenticated = super().authenticate(django_request)
+        if authenticated is None and not getattr(django_request, "oauth2_error", None):
+            # RFC 6750 §3.1: a token was presented and is not valid (unknown, expired, revoked).
+            django_request.oauth2_error = {"error": "invalid_token"}
+        return authenticated

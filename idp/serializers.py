@@ -1,0 +1,112 @@
+"""Shapes of the clients API (idp/api.py). Shape and type validation only: no queries, no writes.
+
+The strict rules are accounts/serializers.py's (apps share no serializers): a field takes its own
+JSON type only, and a field the serializer does not name is an error, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from idp.models import Application
+from idp.services import GRANT_TYPES
+
+_GRANT_NAMES = {value: name for name, value in GRANT_TYPES.items()}
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+# An input serializer that refuses fields it does not declare. (A comment, not a docstring: the
+# schema would repeat a docstring as every input's description.)
+class StrictSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({str(unknown[0])[:40]: ["unknown field"]})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, without control characters (tab and line breaks aside)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if CONTROL_CHARACTERS.search(data):
+            raise serializers.ValidationError("control characters are not allowed")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=str(data)[:20])
+        return data
+
+
+def uri_field() -> StrictCharField:
+    """One URI of a list: the model stores them space-separated, so a space would make two."""
+    return StrictCharField(max_length=512, validators=[RegexValidator(r"^\S+$", "a URI has no spaces")])
+
+
+class ClientOutput(serializers.ModelSerializer):
+    grant = serializers.SerializerMethodField(help_text="authorization_code or client_credentials")
+    redirect_uris = serializers.SerializerMethodField()
+    post_logout_redirect_uris = serializers.SerializerMethodField()
+    scopes = serializers.SerializerMethodField(help_text="The scopes this client may be granted.")
+    skip_consent = serializers.BooleanField(source="skip_authorization", read_only=True)
+    previous_secret_expires_at = serializers.DateTimeField(
+        source="previous_client_secret_expires_at",
+        allow_null=True,
+        read_only=True,
+        help_text="Until when the secret before the last rotation is accepted; null: only the current one is.",
+    )
+
+    class Meta:
+        model = Application
+        fields = [
+            "client_id",
+            "name",
+            "client_type",
+            "grant",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "scopes",
+            "skip_consent",
+            "require_pkce",
+            "is_active",
+            "previous_secret_expires_at",
+            "created",
+            "updated",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=sorted(GRANT_TYPES)))
+    def get_grant(self, application: Application) -> str:
+        return _GRANT_NAMES.get(application.authorization_grant_type, application.authorization_grant_type)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_redirect_uris(self, application: Application) -> list[str]:
+        return application.redirect_uris.split()
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_post_logout_redirect_uris(self, application: Application) -> list[str]:
+        return application.post_logout_redirect_uris.split()
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_scopes(self, application: Application) -> list[str]:
+        return application.scope_list

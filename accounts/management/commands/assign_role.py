@@ -2,6 +2,7 @@ import json
 from typing import Any
 
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from oauth2_provider.models import get_application_model
 
@@ -24,23 +25,27 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        applications = get_application_model().objects
-        role = Role.objects.filter(
-            name=options["role"],
-            application=applications.filter(client_id=options["client"]).first() if options["client"] else None,
-        ).first()
+        application = None
+        if options["client"]:
+            application = get_application_model().objects.filter(client_id=options["client"]).first()
+            if application is None:  # never fall back to the global role of the same name
+                raise CommandError(f"no client with client_id {options['client']!r}")
+        role = Role.objects.filter(name=options["role"], application=application).first()
         if role is None:
             raise CommandError(
                 f"no role {options['role']!r}" + (f" for client {options['client']}" if options["client"] else "")
             )
         holder = self._holder(options)
         actor = audit.Actor.system("assign_role")
-        if options["revoke"]:
-            assignment = RoleAssignment.objects.filter(role=role, **holder).first()
-            if assignment is not None:
-                role_revoke(assignment=assignment, actor=actor)
-        else:
-            role_grant(role=role, actor=actor, **holder)
+        try:
+            if options["revoke"]:
+                assignment = RoleAssignment.objects.filter(role=role, **holder).first()
+                if assignment is not None:
+                    role_revoke(assignment=assignment, actor=actor)
+            else:
+                role_grant(role=role, actor=actor, **holder)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
         held = RoleAssignment.objects.filter(role=role, **holder).exists()
         if options["json"]:
             name, value = next((key, options[key]) for key in ("user", "group", "service_client") if options[key])

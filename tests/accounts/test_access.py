@@ -1,0 +1,110 @@
+"""subject_access: what a user (directly and through groups) or a service account holds, as one
+client sees it."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+
+import audit
+from accounts.selectors import Access, subject_access
+from accounts.services import role_create, role_grant
+from tests.factories import make_client, make_user
+
+SYSTEM = audit.Actor.system("tests")
+
+
+@pytest.fixture
+def clients(db):
+    """Two authorization-code clients and two machine clients."""
+    return {
+        "a": make_client().application,
+        "b": make_client().application,
+        "machine": make_client(grant="client_credentials", redirect_uris=[]).application,
+        "machine2": make_client(grant="client_credentials", redirect_uris=[]).application,
+    }
+
+
+def role(name: str, *permissions: str, client=None):
+    return role_create(name=name, application=client, permissions=list(permissions), actor=SYSTEM)
+
+
+def test_a_user_holds_direct_and_group_roles_once_each(db):
+    bob = make_user()
+    staff, oncall = Group.objects.create(name="staff"), Group.objects.create(name="oncall")
+    bob.groups.add(staff, oncall)
+    direct = role("direct", "a.read", "shared.read")
+    shared = role("shared", "shared.read")
+    role_grant(role=direct, user=bob, actor=SYSTEM)
+    role_grant(role=shared, group=staff, actor=SYSTEM)
+    role_grant(role=shared, group=oncall, actor=SYSTEM)
+    role_grant(role=shared, user=bob, actor=SYSTEM)
+    role_grant(role=role("oncall", "pager.ack"), group=oncall, actor=SYSTEM)
+    # Someone else's roles, and a group bob is not in, count for nothing.
+    role_grant(role=role("theirs", "x.y"), user=make_user(), actor=SYSTEM)
+    role_grant(role=role("elsewhere", "x.z"), group=Group.objects.create(name="other"), actor=SYSTEM)
+
+    assert subject_access(user_id=bob.pk) == Access(
+        roles=["direct", "oncall", "shared"], permissions=["a.read", "pager.ack", "shared.read"]
+    )
+
+
+def test_a_user_without_roles_holds_nothing(db):
+    assert subject_access(user_id=make_user().pk) == Access(roles=[], permissions=[])
+
+
+def test_a_clients_roles_appear_only_in_that_clients_context(clients):
+    bob = make_user()
+    team = Group.objects.create(name="team")
+    bob.groups.add(team)
+    role_grant(role=role("member", "site.use"), user=bob, actor=SYSTEM)
+    role_grant(role=role("editor", "a.write", client=clients["a"]), user=bob, actor=SYSTEM)
+    role_grant(role=role("editor", "b.write", client=clients["b"]), group=team, actor=SYSTEM)
+
+    assert subject_access(user_id=bob.pk) == Access(roles=["member"], permissions=["site.use"])
+    assert subject_access(user_id=bob.pk, application_pk=clients["a"].pk) == Access(
+        roles=["editor", "member"], permissions=["a.write", "site.use"]
+    )
+    assert subject_access(user_id=bob.pk, application_pk=clients["b"].pk) == Access(
+        roles=["editor", "member"], permissions=["b.write", "site.use"]
+    ), "b's editor, held through the group, with b's permissions only"
+    assert subject_access(user_id=bob.pk, all_clients=True) == Access(
+        roles=["editor", "member"], permissions=["a.write", "b.write", "site.use"]
+    )
+
+
+def test_a_service_account_holds_its_own_assignments_only(clients):
+    machine = clients["machine"]
+    bob = make_user()
+    role_grant(role=role("reader", "data.read"), client=machine, actor=SYSTEM)
+    role_grant(role=role("sync", "sync.run", client=machine), client=machine, actor=SYSTEM)
+    role_grant(role=role("a-admin", "a.admin", client=clients["a"]), client=machine, actor=SYSTEM)
+    role_grant(role=role("human", "people.thing"), user=bob, actor=SYSTEM)
+    role_grant(role=role("other-machine", "m.x"), client=clients["machine2"], actor=SYSTEM)
+
+    as_itself = subject_access(client_pk=machine.pk, application_pk=machine.pk)
+    assert as_itself == Access(roles=["reader", "sync"], permissions=["data.read", "sync.run"])
+    assert subject_access(client_pk=machine.pk, all_clients=True).roles == ["a-admin", "reader", "sync"]
+    assert subject_access(user_id=bob.pk, all_clients=True).roles == ["human"], "a user never gets a client's roles"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"user_id": 1, "client_pk": 1}])
+def test_exactly_one_subject(db, kwargs):
+    with pytest.raises(ValueError, match="exactly one"):
+        subject_access(**kwargs)
+
+
+@pytest.mark.parametrize("count", [1, 20])
+def test_a_constant_number_of_queries_however_many_roles(clients, django_assert_num_queries, count):
+    bob = make_user()
+    group = Group.objects.create(name="many")
+    bob.groups.add(group)
+    for number in range(count):
+        held = role(f"role{number}", f"perm.p{number}", "perm.common", client=clients["a"] if number % 3 else None)
+        role_grant(role=held, **({"group": group} if number % 2 else {"user": bob}), actor=SYSTEM)
+
+    with django_assert_num_queries(2):
+        access = subject_access(user_id=bob.pk, application_pk=clients["a"].pk)
+
+    assert len(access.roles) == count
+    assert len(access.permissions) == count + 1

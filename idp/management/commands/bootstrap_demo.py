@@ -39,7 +39,7 @@ class Command(BaseCommand):
             grant="authorization_code",
             redirect_uris=[DEMO_REDIRECT_URI],
             post_logout_redirect_uris=["http://127.0.0.1:8080/"],
-            scopes=["openid", "profile", "email", "offline_access", "idp.manage"],
+            scopes=["openid", "profile", "email", "roles", "offline_access", "idp.manage"],
             actor=actor,
         )
         base = options["base_url"].rstrip("/")

@@ -94,11 +94,16 @@ def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) ->
     return INACTIVE
 
 
+def _holders_active(application: Application | None, user: Any) -> bool:
+    """A token dies with its client's or its user's deactivation."""
+    return (application is None or application.is_active) and (user is None or user.is_active)
+
+
 def _introspect_access_token(checksum: str, issuer: str) -> dict[str, Any] | None:
     access = AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum).first()
     if access is None:
         return None
-    if access.is_expired() or (access.application is not None and not access.application.is_active):
+    if access.is_expired() or not _holders_active(access.application, access.user):
         return INACTIVE
     return _claims(
         user=access.user,
@@ -122,7 +127,7 @@ def _introspect_refresh_token(checksum: str, issuer: str) -> dict[str, Any] | No
     # Mirrors DOT's validate_refresh_token: a live refresh token has its access token, and its
     # lifetime runs REFRESH_TOKEN_EXPIRE_SECONDS past that token's expiry.
     access = refresh.access_token
-    if access is None or not refresh.application.is_active:
+    if access is None or not _holders_active(refresh.application, refresh.user):
         return INACTIVE
     expires_at = access.expires + refresh_token_expire_timedelta()
     if expires_at <= timezone.now():

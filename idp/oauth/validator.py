@@ -53,6 +53,19 @@ class IdpValidator(OAuth2Validator):
         finally:
             client.client_secret = current
 
+    # --- A deactivated user's tokens stop working at once, everywhere (userinfo, refresh and,
+    # in idp.oauth.selectors, introspection), not when they expire.
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        valid = super().validate_bearer_token(token, scopes, request)
+        if valid and request.user is not None and not request.user.is_active:
+            request.oauth2_error = {"error": "invalid_token", "error_description": "The access token is invalid."}
+            return False
+        return valid
+
+    def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        return valid and (request.user is None or request.user.is_active)
+
     # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
     # view runs in one transaction, so the row lock below serialises two redemptions of a code.
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:

@@ -188,3 +188,18 @@ def test_revoking_the_refresh_token_ends_its_access_token_too(rp, alice):
     assert introspect(rp, tokens["access_token"]).json() == {"active": False}
     again = rp.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert again.json()["error"] == "invalid_grant"
+
+
+def test_a_deactivated_users_tokens_stop_working_at_once(rp, alice):
+    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+
+    assert introspect(rp, tokens["access_token"]).json() == {"active": False}
+    assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}
+    userinfo = requests.get(
+        rp.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10
+    )
+    assert userinfo.status_code == 401
+    refreshed = rp.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"

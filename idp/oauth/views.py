@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import InvalidOIDCClientError, InvalidOIDCRedirectURIError, OAuthToolkitError
 from oauth2_provider.forms import AllowForm
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # DOT's RFC 9207 helper
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -118,6 +119,12 @@ class AuthorizationView(dot_views.AuthorizationView):
             extra = [all_scopes[scope] for scope in asked if scope not in context.get("scopes", [])]
             context["scopes_descriptions"] = [*context["scopes_descriptions"], *extra]
         return context
+
+    def redirect(self, redirect_to: str, application: Application | None) -> HttpResponse:
+        # RFC 9207 §2: every authorization response names the issuer, error responses included
+        # (DOT adds it to successful ones only). Replacing an existing iss keeps this idempotent.
+        issuer = oauth2_settings.oauth2_authorization_server_issuer(self.request)
+        return super().redirect(_add_iss_to_redirect(redirect_to, issuer), application)
 
     def _sign_in_again(self, request: HttpRequest, satisfied: str) -> HttpResponse:
         """End the session and come back after a fresh sign-in, without the parameter that asked

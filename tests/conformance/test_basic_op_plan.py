@@ -242,6 +242,16 @@ def test_oidcc_prompt_none_not_logged_in(op):
     params = redirect_params(authorization_redirect(op, prompt="none", state="quiet"))
     assert params["error"] == "login_required"
     assert params["state"] == "quiet"
+    assert params["iss"] == op.metadata["issuer"], "RFC 9207: error responses name the issuer too"
+
+
+def test_every_authorization_response_names_the_issuer(op, subject):
+    """RFC 9207, advertised by authorization_response_iss_parameter_supported."""
+    assert op.metadata["authorization_response_iss_parameter_supported"] is True
+    assert sign_in(op, subject).params["iss"] == op.metadata["issuer"]
+    refused = redirect_params(authorization_redirect(op, scope="openid unknown-scope"))
+    assert refused["error"] == "invalid_scope"
+    assert refused["iss"] == op.metadata["issuer"]
 
 
 def test_oidcc_prompt_none_logged_in(op, subject):

@@ -39,8 +39,8 @@ def request_caller(request: Request) -> Caller:
 
 def HasPermission(codename: str, *, write: str | None = None) -> type[BasePermission]:  # noqa: N802
     """A permission class requiring a bearer token with scope idp.manage whose subject holds
-    `codename` (or, for unsafe methods, `write` when given), in the context of the token's client:
-    global roles plus that client's own.
+    `codename` (or, for unsafe methods, `write` when given) through a global role: a client's own
+    roles never administer the provider (accounts.selectors.Caller).
 
     No token: 401. A token without the scope, or a subject without the permission: 403.
     """

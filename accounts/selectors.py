@@ -89,8 +89,10 @@ def subject_access(
 @dataclass(frozen=True)
 class Caller:
     """Who calls the management API: the subject of a bearer token (a user, or the service
-    account of a client_credentials client) and what it holds as seen by the token's client.
-    Services check privilege escalation against it."""
+    account of a client_credentials client) and what it holds through global roles. A client's
+    own roles describe access to that client's application, never to the provider itself, so they
+    count for nothing here (else any client could mint itself administrators). Services check
+    privilege escalation against it."""
 
     actor: audit.Actor
     access: Access
@@ -107,13 +109,13 @@ def caller_get(*, user: User | None, application: Any) -> Caller:
     if user is not None:
         return Caller(
             actor=audit.Actor.user(user),
-            access=subject_access(user_id=user.pk, application_pk=application.pk),
+            access=subject_access(user_id=user.pk),
             application_pk=application.pk,
             user_id=user.pk,
         )
     return Caller(
         actor=audit.Actor.client(application),
-        access=subject_access(client_pk=application.pk, application_pk=application.pk),
+        access=subject_access(client_pk=application.pk),
         application_pk=application.pk,
         client_pk=application.pk,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.api.conftest import ALL_PERMISSIONS, Api, error_of
+from accounts.services import role_create, role_grant
+from tests.api.conftest import ALL_PERMISSIONS, SYSTEM, Api, error_of
 
 
 def test_a_token_anywhere_but_the_authorization_header_is_not_accepted(admin):
@@ -65,11 +66,9 @@ def test_a_deactivated_users_token_stops_working_at_once(user_subject, admin):
     assert reply.json()["error"] == "invalid_token"
 
 
-def test_a_user_tokens_permissions_come_from_global_roles_and_its_clients_own(user_subject, console):
-    """A role that belongs to the console client counts for tokens issued to that client."""
-    from accounts.services import role_create, role_grant
-    from tests.api.conftest import SYSTEM
-
+def test_only_global_roles_count_and_they_are_read_live(user_subject, console):
+    """A role that belongs to the console client gives nothing on the management API; a global
+    role granted afterwards counts at once, for the token already issued."""
     subject = user_subject()
     api = subject.api()
     assert api.get("/users/").status_code == 403
@@ -77,5 +76,8 @@ def test_a_user_tokens_permissions_come_from_global_roles_and_its_clients_own(us
         name="console-users", application=console.application, permissions=["idp.users.read"], actor=SYSTEM
     )
     role_grant(role=console_role, actor=SYSTEM, **subject.holder)
+    assert api.get("/users/").status_code == 403, "a client's own role never administers the provider"
+    global_role = role_create(name="user-readers", permissions=["idp.users.read"], actor=SYSTEM)
+    role_grant(role=global_role, actor=SYSTEM, **subject.holder)
     assert api.get("/users/").status_code == 200, "permissions are read live, per request"
     assert api.get("/roles/").status_code == 403

@@ -5,14 +5,15 @@ database as it was."""
 from __future__ import annotations
 
 import pytest
+import requests
 from django.contrib.auth.models import Group
 
-from accounts.models import Permission, Role, RoleAssignment, User
-from accounts.services import role_grant
+from accounts.models import MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
+from accounts.services import role_create, role_grant
 from audit.models import AuditEvent
 from idp.models import Application
 from tests.api.conftest import ALL_PERMISSIONS, SYSTEM, error_of, role_with, unique
-from tests.factories import USER_PASSWORD, UserFactory, make_client
+from tests.factories import USER_PASSWORD, UserFactory, make_client, make_user
 
 # A roles administrator: may grant and shape roles, but holds nothing about users or clients.
 ROLES_ADMIN = ["idp.roles.read", "idp.roles.manage"]
@@ -210,3 +211,24 @@ def test_nobody_disables_the_client_their_token_came_from(admin):
     reply = admin.api().post(f"/clients/{admin.holder['client'].client_id}/disable/", {})
     assert refused(reply)
     assert snapshot() == before
+
+
+def test_a_clients_own_role_never_administers_the_provider(live_server, signing_key):
+    """A role belonging to some client, even one bundling every management permission, gives no
+    access to the management API: only global roles do."""
+    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["idp.manage"])
+    own = role_create(
+        name="self-made-admin", application=machine.application, permissions=list(MANAGEMENT_PERMISSIONS), actor=SYSTEM
+    )
+    role_grant(role=own, client=machine.application, actor=SYSTEM)
+    token = requests.post(
+        f"{live_server.url}/oauth/token/",
+        data={"grant_type": "client_credentials", "scope": "idp.manage"},
+        auth=(machine.application.client_id, machine.client_secret),
+        timeout=10,
+    ).json()["access_token"]
+    make_user(username="bystander")
+
+    reply = requests.get(f"{live_server.url}/api/v1/users/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert reply.status_code == 403
+    assert reply.json()["error"] == "access_denied"

@@ -107,7 +107,8 @@ class UserDeactivateApi(APIView):
 
     @extend_schema(
         summary="Deactivate a user",
-        description="The user can no longer sign in. Not yourself, not a staff account, and not a user "
+        description="The user can no longer sign in and their tokens stop working at once. Not yourself, "
+        "not a staff account, and not a user "
         "holding permissions you do not hold. Deactivating an inactive user changes nothing.",
         request=Input,
         responses={200: UserOutput},

@@ -53,8 +53,9 @@ def user_create(
 
 @transaction.atomic
 def user_deactivate(*, user_id: int, actor: audit.Actor, caller: Caller | None = None, reason: str = "") -> User:
-    """Switch a user off: they can no longer sign in, and their tokens stop opening the management
-    API. Deactivating an inactive user changes and records nothing."""
+    """Switch a user off: they can no longer sign in, and their tokens stop working at once
+    (introspection, userinfo, refresh and the management API all check is_active). Deactivating
+    an inactive user changes and records nothing."""
     user = User.objects.select_for_update().get(pk=user_id)
     if caller is not None:
         if user.pk == caller.user_id:

@@ -195,6 +195,14 @@ def test_oidcc_optional_request_parameters(op, subject, params):
     assert claims["sub"] == str(subject.pk)
 
 
+def test_login_hint_fills_in_the_username(op):
+    """login_hint reaches the sign-in form as the username, escaped like any value."""
+    reply = authorization_redirect(op, login_hint='conformance"><b>x')
+    page = op.browser.get(urljoin(reply.url, reply.headers["Location"]), timeout=10)
+    assert page.status_code == 200
+    assert 'value="conformance&quot;&gt;&lt;b&gt;x"' in page.text
+
+
 def test_oidcc_claims_essential(op, subject):
     """The claims parameter: an essential claim outside the requested scopes is returned (the
     client is registered for its scope), in userinfo and in the ID token as asked."""

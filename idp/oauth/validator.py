@@ -130,6 +130,10 @@ class IdpValidator(OAuth2Validator):
             presented = request.refresh_token_instance
             if not RefreshToken.objects.select_for_update().filter(pk=presented.pk, revoked__isnull=True).exists():
                 raise errors.InvalidGrantError(request=request)
+            # The claims request of the original authorization carries over to the new access
+            # token (read before DOT's rotation deletes the old one).
+            if presented.access_token is not None and presented.access_token.claims:
+                request.claims = presented.access_token.claims
         super()._save_bearer_token(token, request, *args, **kwargs)
         refreshed = request.grant_type == "refresh_token"
         user = getattr(request, "user", None)

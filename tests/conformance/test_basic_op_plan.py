@@ -211,6 +211,8 @@ def test_oidcc_claims_essential(op, subject):
     assert userinfo(op, tokens["access_token"])["name"] == "Ada Lovelace"
     assert id_claims["email"] == "conformance@example.com"
     assert "name" not in id_claims, "asked for userinfo only"
+    refreshed = op.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"]).json()
+    assert userinfo(op, refreshed["access_token"])["name"] == "Ada Lovelace", "kept across a refresh"
 
 
 def test_claims_request_is_asked_for_on_the_consent_page(op, subject):

@@ -92,7 +92,6 @@ class UserListCreateApi(ListApi):
 
     @extend_schema(summary="Create a user", request=Input, responses={201: UserOutput})
     def post(self, request: Request) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         user = services.user_create(actor=request_caller(request).actor, **params.validated_data)
@@ -114,7 +113,6 @@ class UserDeactivateApi(APIView):
         responses={200: UserOutput},
     )
     def post(self, request: Request, user_id: int) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         caller = request_caller(request)
@@ -157,7 +155,6 @@ class PermissionListCreateApi(ListApi):
         responses={201: PermissionOutput},
     )
     def post(self, request: Request) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         permission = services.permission_create(actor=request_caller(request).actor, **params.validated_data)
@@ -205,7 +202,6 @@ class RoleListCreateApi(ListApi):
         responses={201: RoleOutput},
     )
     def post(self, request: Request) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
@@ -237,7 +233,6 @@ class RoleDetailApi(APIView):
         responses=RoleOutput,
     )
     def patch(self, request: Request, role_id: int) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         role = selectors.role_get(role_id=role_id)
@@ -251,7 +246,6 @@ class RoleDetailApi(APIView):
         responses={204: None},
     )
     def delete(self, request: Request, role_id: int) -> Response:
-
         role = selectors.role_get(role_id=role_id)
         caller = request_caller(request)
         services.role_delete(role_id=role.pk, actor=caller.actor, caller=caller)
@@ -306,7 +300,6 @@ class RoleAssignmentListCreateApi(ListApi):
         responses={201: RoleAssignmentOutput},
     )
     def post(self, request: Request) -> Response:
-
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -333,7 +326,6 @@ class RoleAssignmentRevokeApi(APIView):
         responses={204: None},
     )
     def delete(self, request: Request, assignment_id: int) -> Response:
-
         assignment = selectors.role_assignment_get(assignment_id=assignment_id)
         caller = request_caller(request)
         services.role_revoke(assignment=assignment, actor=caller.actor, caller=caller)

@@ -1,0 +1,156 @@
+"""Reads of API keys: verification (the hot path), introspection and the dashboard's lists."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+import audit
+from accounts.selectors import Access, Caller, subject_access
+from apikeys.keyformat import key_digest, key_parse, looks_like_key
+from apikeys.models import ApiKey
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    """A key that verified: what DRF puts in request.auth. It answers the few questions the
+    permission classes ask of an access token (user_id, allow_scopes) and knows its caller."""
+
+    key: ApiKey
+
+    @property
+    def user_id(self) -> int | None:
+        return self.key.user_id
+
+    @property
+    def user(self) -> Any:
+        return self.key.user
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.key.scope_list
+
+    def allow_scopes(self, scopes: list[str]) -> bool:
+        return set(scopes) <= set(self.scopes)
+
+    def access(self) -> Access:
+        """The key's roles that its owner still holds, as seen by the key's client (global roles
+        plus that client's own), with their permissions. Live: a role taken from the owner is
+        gone from the key at once."""
+        return apikey_access(key=self.key, application_pk=self.key.application_id)
+
+    def caller(self) -> Caller:
+        """The management API's view: global roles only (accounts.selectors.Caller)."""
+        return Caller(
+            actor=audit.Actor.api_key(self.key),
+            access=apikey_access(key=self.key, application_pk=None),
+            application_pk=self.key.application_id,
+            user_id=self.key.user_id,
+            client_pk=self.key.application_id if self.key.user_id is None else None,
+        )
+
+
+def apikey_access(*, key: ApiKey, application_pk: int | None) -> Access:
+    role_ids = list(key.roles.values_list("pk", flat=True))
+    if not role_ids:
+        return Access(roles=[], permissions=[])
+    if key.user_id is not None:
+        return subject_access(user_id=key.user_id, application_pk=application_pk, among=role_ids)
+    return subject_access(client_pk=key.application_id, application_pk=application_pk, among=role_ids)
+
+
+def presented_as_api_key(credential: str) -> bool:
+    """Whether a presented credential is meant as an API key (it has the key prefix): then it is
+    checked as one, and only as one."""
+    return looks_like_key(credential)
+
+
+def apikey_verify(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
+    """The key behind a presented string if it is usable now: well formed with a valid checksum,
+    known, matching in constant time, neither revoked, expired nor past its grace period, and its
+    owner active. None otherwise, for whatever reason (callers must not tell them apart).
+    A read only: apikeys.services.apikey_use also records the use."""
+    parsed = key_parse(presented)
+    if parsed is None:
+        return None
+    key = ApiKey.objects.select_related("user", "application").filter(public_id=parsed.public_id).first()
+    if key is None or not hmac.compare_digest(key.secret_hash, key_digest(parsed.key)):
+        return None
+    now = now or timezone.now()
+    if not key.is_usable(now):
+        return None
+    if (key.user is not None and not key.user.is_active) or (
+        key.application is not None and not key.application.is_active
+    ):
+        return None
+    return VerifiedKey(key=key)
+
+
+def apikey_claims(*, verified: VerifiedKey, issuer: str) -> dict[str, Any]:
+    """The RFC 7662 answer for a usable API key: the members an access token's answer has, with
+    token_type "api_key" (an unusable key answers only {"active": false}, the caller's business)."""
+    key = verified.key
+    access = verified.access()
+    answer: dict[str, Any] = {
+        "active": True,
+        "token_type": "api_key",
+        "scope": key.scope,
+        "sub": str(key.user_id) if key.user_id is not None else key.application.client_id,
+        "iat": int(key.created_at.timestamp()),
+        "iss": issuer,
+        "roles": access.roles,
+        "permissions": access.permissions,
+    }
+    if key.application is not None:
+        answer["client_id"] = key.application.client_id
+    if key.user is not None:
+        answer["username"] = key.user.get_username()
+    ends = [moment for moment in (key.expires_at, key.grace_ends_at) if moment is not None]
+    if ends:
+        answer["exp"] = int(min(ends).timestamp())
+    return answer
+
+
+def apikey_list_for(*, user: Any) -> QuerySet[ApiKey]:
+    """The keys a dashboard user may see: their own; staff see every key."""
+    keys = ApiKey.objects.select_related("user", "application", "successor", "rotated_from").prefetch_related("roles")
+    return keys if user.is_staff else keys.filter(user=user)
+
+
+def apikey_get_for(*, user: Any, key_id: int) -> ApiKey:
+    """One key the user may see; the same ApiKey.DoesNotExist for missing and not theirs."""
+    return apikey_list_for(user=user).get(pk=key_id)
+
+
+def apikey_manageable_by(*, key: ApiKey, user: Any) -> bool:
+    """Who may rotate, reveal and schedule a key (and so see its secrets): its user, and staff for
+    machine clients' keys. Staff may revoke any key but never see a user's secret."""
+    return key.user_id == user.pk or (key.user_id is None and user.is_staff)
+
+
+def apikeys_due(*, now: datetime) -> QuerySet[ApiKey]:
+    """Keys whose rotation is due: scheduled, not yet rotated, still usable."""
+    return ApiKey.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        next_rotation_at__lte=now,
+        revoked_at__isnull=True,
+        grace_ends_at__isnull=True,
+    )
+
+
+def apikeys_pending_past_grace(*, now: datetime) -> QuerySet[ApiKey]:
+    """Successors whose secret was never revealed and whose predecessor's grace period is over,
+    whatever became of the predecessor since (revoked, or ended early by its own expiry)."""
+    return ApiKey.objects.filter(rotated_from__grace_ends_at__lte=now).exclude(pending_secret="")
+
+
+def apikeys_ended(*, now: datetime) -> QuerySet[ApiKey]:
+    """Keys whose grace period or lifetime ran out and whose end is not recorded yet."""
+    return ApiKey.objects.filter(
+        Q(grace_ends_at__lte=now) | Q(expires_at__lte=now), ended_at__isnull=True, revoked_at__isnull=True
+    )

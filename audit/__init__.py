@@ -18,7 +18,18 @@ class Action(StrEnum):
     CONSENT_GRANTED = "consent.granted"
     CLIENT_CREATED = "client.created"
     CLIENT_SECRET_ROTATED = "client.secret_rotated"
+    CODE_ISSUED = "code.issued"
+    TOKEN_REUSE_DETECTED = "token.reuse_detected"
+    CONSENT_REVOKED = "consent.revoked"
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGIN_FAILED = "login.failed"
+    LOGIN_LOCKED_OUT = "login.locked_out"
+    LOGOUT = "logout"
+    ADMIN_CHANGED = "admin.changed"
+    ALERT_BRUTEFORCE = "alert.bruteforce"
     SIGNING_KEY_CREATED = "signing_key.created"
+    SIGNING_KEY_ROTATED = "signing_key.rotated"
+    ENCRYPTION_KEY_ROTATED = "encryption_key.rotated"
     USER_CREATED = "user.created"
     USER_DEACTIVATED = "user.deactivated"
     CLIENT_DISABLED = "client.disabled"
@@ -28,6 +39,12 @@ class Action(StrEnum):
     ROLE_GRANTED = "role.granted"
     ROLE_REVOKED = "role.revoked"
     PERMISSION_CREATED = "permission.created"
+    APIKEY_CREATED = "apikey.created"
+    APIKEY_ROTATED = "apikey.rotated"
+    APIKEY_REVEALED = "apikey.revealed"
+    APIKEY_REVOKED = "apikey.revoked"
+    APIKEY_EXPIRED = "apikey.expired"
+    APIKEY_SCHEDULED = "apikey.scheduled"
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,15 @@ class Actor:
     @classmethod
     def client(cls, client: Any) -> Actor:
         return cls("client", str(client.client_id))
+
+    @classmethod
+    def api_key(cls, key: Any) -> Actor:
+        return cls("apikey", str(key.public_id))
+
+    @classmethod
+    def anonymous(cls) -> Actor:
+        """Someone not signed in (a failed sign-in); the request context says from where."""
+        return cls("anonymous", "")
 
     @classmethod
     def system(cls, name: str = "system") -> Actor:
@@ -66,8 +92,17 @@ class Target:
         return cls("client", str(client.client_id))
 
     @classmethod
+    def api_key(cls, key: Any) -> Target:
+        return cls("apikey", str(key.public_id))
+
+    @classmethod
     def of(cls, obj: Any) -> Target:
         return cls(obj._meta.label_lower, str(obj.pk))
+
+
+# The key of the PostgreSQL advisory lock that keeps the chain linear: one writer at a time reads
+# the head and appends, until its transaction ends.
+CHAIN_LOCK = 0x1D9A0D17
 
 
 def record(
@@ -79,22 +114,59 @@ def record(
     outcome: str = "success",
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event. Call it inside the transaction of the change it describes.
+    """Append one event to the chain. Call it inside the transaction of the change it describes:
+    the event commits or rolls back with it.
 
-    ``data`` must never hold a secret (token, code, client secret, password): log ids, not values.
+    ``data`` must never hold a secret (token, code, client secret, API key, password): ids, not
+    values. On PostgreSQL a transaction-level advisory lock serialises appends, so the chain stays
+    linear under concurrent writers (the lock is held until the caller's transaction ends).
     """
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from audit import chain, context
     from audit.models import AuditEvent  # as django.contrib.auth.get_user does: no model import at app load
 
-    AuditEvent.objects.create(
-        action=str(action),
-        actor_type=actor.type,
-        actor_id=actor.id,
-        target_type=target.type if target else "",
-        target_id=target.id if target else "",
-        client_id=client_id,
-        outcome=outcome,
-        data=data or {},
-    )
+    request = context.current()
+    # What the database gives back must hash the same: plain JSON values only.
+    payload = json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+        previous = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or chain.GENESIS
+        event = AuditEvent(
+            created_at=timezone.now(),
+            action=str(action),
+            actor_type=actor.type,
+            actor_id=actor.id,
+            target_type=target.type if target else "",
+            target_id=target.id if target else "",
+            client_id=client_id,
+            outcome=outcome,
+            source_ip=request.source_ip or "",
+            user_agent=request.user_agent,
+            request_id=request.request_id,
+            data=payload,
+        )
+        event.hash = chain.link(previous, event.as_chain_event())
+        event.save()
 
 
-__all__ = ["Action", "Actor", "Target", "record"]
+# Checkpoints: idp signs the head (this app knows no JOSE) and stores the result through these.
+from audit.checkpoints import ChainHead, chain_head, checkpoint_latest, checkpoint_store, export_records  # noqa: E402
+
+__all__ = [
+    "Action",
+    "Actor",
+    "ChainHead",
+    "Target",
+    "chain_head",
+    "checkpoint_latest",
+    "checkpoint_store",
+    "export_records",
+    "record",
+]

@@ -1,0 +1,151 @@
+"""The database itself refuses changes to the trail, and what gets past it (a superuser disabling
+the trigger, or TRUNCATE) is caught by verify_audit. Hand-made SQL goes through psql, as an
+operator's would; transactional so the rows are committed and psql sees them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+import audit
+from audit import chain
+from audit.models import AuditCheckpoint, AuditEvent
+from idp.checkpoints import audit_checkpoint_create
+
+EVENTS = 6
+
+
+def psql(sql: str) -> subprocess.CompletedProcess[str]:
+    db = connection.settings_dict
+    env = {**os.environ, "PGPASSWORD": db.get("PASSWORD") or ""}
+    command = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", db["HOST"] or "127.0.0.1", "-p", str(db["PORT"] or 5432)]
+    command += ["-U", db["USER"], "-d", db["NAME"], "-c", sql]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def tamper(table: str, sql: str) -> None:
+    """What a database superuser can do: switch the trigger off around a change."""
+    trigger = {"audit_auditevent": "audit_event_append_only", "audit_auditcheckpoint": "audit_checkpoint_append_only"}
+    result = psql(
+        f"BEGIN; ALTER TABLE {table} DISABLE TRIGGER {trigger[table]}; {sql}; "
+        f"ALTER TABLE {table} ENABLE TRIGGER {trigger[table]}; COMMIT;"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def verify() -> str:
+    out = StringIO()
+    call_command("verify_audit", stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def events(transactional_db, signing_key) -> list[AuditEvent]:
+    for number in range(EVENTS):
+        audit.record(audit.Action.ADMIN_CHANGED, actor=audit.Actor.system("tests"), data={"number": number})
+    return list(AuditEvent.objects.order_by("id"))
+
+
+@pytest.mark.parametrize(
+    ("table", "sql", "operation"),
+    [
+        ("audit_auditevent", "UPDATE audit_auditevent SET action = 'x'", "UPDATE"),
+        ("audit_auditevent", "DELETE FROM audit_auditevent", "DELETE"),
+        ("audit_auditcheckpoint", "UPDATE audit_auditcheckpoint SET head_hash = 'x'", "UPDATE"),
+        ("audit_auditcheckpoint", "DELETE FROM audit_auditcheckpoint", "DELETE"),
+    ],
+)
+def test_a_hand_made_change_in_psql_fails_and_changes_nothing(events, table, sql, operation):
+    audit_checkpoint_create(now=timezone.now())
+    before = list(AuditEvent.objects.values()), list(AuditCheckpoint.objects.values())
+
+    result = psql(sql)
+
+    assert result.returncode != 0
+    kind = "events" if table == "audit_auditevent" else "checkpoints"
+    assert f"audit {kind} are append-only: {operation} refused" in result.stderr
+    assert (list(AuditEvent.objects.values()), list(AuditCheckpoint.objects.values())) == before
+    assert verify().startswith(f"ok: {len(events)} events")
+
+
+def test_an_untouched_chain_verifies(events):
+    assert verify().startswith(f"ok: {AuditEvent.objects.count()} events, head {AuditEvent.objects.last().hash}\n")
+
+
+@pytest.mark.parametrize(
+    ("sql", "broken_at"),
+    [
+        pytest.param("UPDATE audit_auditevent SET data = '{{\"number\": 99}}' WHERE id = {id}", 0, id="data-altered"),
+        pytest.param("UPDATE audit_auditevent SET action = 'logout' WHERE id = {id}", 0, id="action-altered"),
+        pytest.param(
+            "UPDATE audit_auditevent SET created_at = created_at + interval '1 s' WHERE id = {id}",
+            0,
+            id="time-altered",
+        ),
+        pytest.param("DELETE FROM audit_auditevent WHERE id = {id}", 1, id="row-deleted"),
+    ],
+)
+def test_verify_audit_names_a_row_changed_with_the_trigger_disabled(events, sql, broken_at):
+    all_events = list(AuditEvent.objects.order_by("id"))
+    victim = all_events[3]
+    position = all_events.index(victim) + 1
+
+    tamper("audit_auditevent", sql.format(id=victim.pk))
+
+    named = all_events[position - 1 + broken_at]  # a deleted row breaks the link of the one after it
+    with pytest.raises(
+        CommandError, match=rf"^audit chain broken at position {position}, event id {named.pk}: its hash does not match"
+    ):
+        verify()
+
+
+def test_a_rewritten_chain_after_a_change_is_caught_by_the_checkpoint(events):
+    """Altering a row and recomputing every later hash keeps the chain consistent; the signed
+    checkpoint still knows the head it had."""
+    checkpoint = audit_checkpoint_create(now=timezone.now())
+    rows = [event.as_chain_event() for event in AuditEvent.objects.order_by("id")]
+    rows[2]["data"] = {"number": 1000}
+    previous, updates = chain.GENESIS, []
+    for row in rows:
+        previous = chain.link(previous, row)
+        updates.append(f"UPDATE audit_auditevent SET hash = 'h{row['id']}' WHERE id = {row['id']}")
+        updates.append(f"UPDATE audit_auditevent SET hash = '{previous}' WHERE id = {row['id']}")
+    # Two passes: the hash column is unique, so each row first gets a placeholder.
+    tamper(
+        "audit_auditevent",
+        f"UPDATE audit_auditevent SET data = '{{\"number\": 1000}}' WHERE id = {rows[2]['id']}; "
+        + "; ".join(updates[0::2] + updates[1::2]),
+    )
+    *_, walked = chain.walk(event.as_chain_event() for event in AuditEvent.objects.order_by("id"))
+    assert walked.broken is None, "the rewritten chain is consistent in itself"
+
+    with pytest.raises(CommandError) as raised:
+        verify()
+
+    assert (
+        f"position {checkpoint.event_count}, event id {checkpoint.last_event_id}: the chain head after "
+        f"{checkpoint.event_count} events differs from the one its checkpoint signs"
+    ) in str(raised.value)
+
+
+@pytest.mark.parametrize("recorded_after", [0, 2], ids=["wiped", "wiped-then-refilled"])
+def test_truncating_the_table_after_a_checkpoint_is_detected(events, recorded_after):
+    checkpoint = audit_checkpoint_create(now=timezone.now())
+    result = psql("TRUNCATE audit_auditevent")
+    assert result.returncode == 0, result.stderr  # TRUNCATE is not blocked: the checkpoint is the guard
+    for number in range(recorded_after):
+        audit.record(audit.Action.ADMIN_CHANGED, actor=audit.Actor.system("tests"), data={"again": number})
+
+    with pytest.raises(CommandError) as raised:
+        verify()
+
+    assert (
+        f"a checkpoint signs a chain of {checkpoint.event_count} events, but only {recorded_after} precede it: "
+        "events are missing"
+    ) in str(raised.value)

@@ -33,6 +33,7 @@ COPY . .
 RUN IDP_ENV=production \
     IDP_SECRET_KEY=build-only \
     IDP_CLIENT_SECRET_PEPPER=build-only \
+    IDP_API_KEY_PEPPER=build-only \
     IDP_KEY_ENCRYPTION_KEYS="$(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
     IDP_ISSUER=https://build.invalid \
     IDP_ALLOWED_HOSTS=build.invalid \
@@ -53,4 +54,7 @@ EXPOSE 8000
 # X-Forwarded-*. Django itself reads only X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
 # --forwarder-headers= (empty): a trusted peer may otherwise set SCRIPT_NAME/PATH_INFO through
 # request headers, and Caddy passes a client's SCRIPT_NAME header on unchanged.
-CMD ["gunicorn", "idp.wsgi", "--bind", "0.0.0.0:8000", "--forwarded-allow-ips", "*", "--forwarder-headers=", "--graceful-timeout", "30", "--access-logfile", "-"]
+# --limit-request-*: header size limits, stated rather than left to gunicorn's defaults: a request
+# line up to 8 KB, at most 100 header fields, each up to 16 KB (a long Authorization header fits,
+# a 64 KB one does not); beyond them gunicorn answers 400 before Django runs.
+CMD ["gunicorn", "idp.wsgi", "--bind", "0.0.0.0:8000", "--forwarded-allow-ips", "*", "--forwarder-headers=", "--limit-request-line", "8190", "--limit-request-fields", "100", "--limit-request-field_size", "16384", "--graceful-timeout", "30", "--access-logfile", "-"]

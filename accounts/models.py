@@ -30,13 +30,15 @@ class User(AbstractUser):
 
 # The management API's permissions (accounts.permissions.HasPermission): read = list and retrieve,
 # manage = every write. Every install has them, held together by the global role ADMIN_ROLE
-# (migration 0004_management_permissions; accounts.services.admin_role_ensure).
+# (migrations 0004_management_permissions and 0005_audit_read_permission;
+# accounts.services.admin_role_ensure).
 USERS_READ = "idp.users.read"
 USERS_MANAGE = "idp.users.manage"
 ROLES_READ = "idp.roles.read"
 ROLES_MANAGE = "idp.roles.manage"
 CLIENTS_READ = "idp.clients.read"
 CLIENTS_MANAGE = "idp.clients.manage"
+AUDIT_READ = "audit.read"
 MANAGEMENT_PERMISSIONS = {
     USERS_READ: "List users.",
     USERS_MANAGE: "Create and deactivate users.",
@@ -44,6 +46,7 @@ MANAGEMENT_PERMISSIONS = {
     ROLES_MANAGE: "Create permissions and roles, change and delete roles, grant and revoke them.",
     CLIENTS_READ: "List clients.",
     CLIENTS_MANAGE: "Register clients, rotate their secrets and disable them.",
+    AUDIT_READ: "Read the audit trail.",
 }
 ADMIN_ROLE = "idp-admin"
 

@@ -32,15 +32,19 @@ def request_caller(request: Request) -> Caller:
     caller = getattr(request, "_idp_caller", None)
     if caller is None:
         token = request.auth
-        caller = caller_get(user=token.user if token.user_id else None, application=token.application)
+        if hasattr(token, "caller"):
+            caller = token.caller()  # an API key (apikeys.selectors.VerifiedKey) knows its caller
+        else:
+            caller = caller_get(user=token.user if token.user_id else None, application=token.application)
         request._idp_caller = caller  # type: ignore[attr-defined]
     return caller
 
 
 def HasPermission(codename: str, *, write: str | None = None) -> type[BasePermission]:  # noqa: N802
-    """A permission class requiring a bearer token with scope idp.manage whose subject holds
-    `codename` (or, for unsafe methods, `write` when given) through a global role: a client's own
-    roles never administer the provider (accounts.selectors.Caller).
+    """A permission class requiring a bearer token (or an API key) with scope idp.manage whose
+    subject holds `codename` (or, for unsafe methods, `write` when given) through a global role
+    (an API key: through the global roles it carries): a client's own roles never administer the
+    provider (accounts.selectors.Caller).
 
     No token: 401. A token without the scope, or a subject without the permission: 403.
     """
@@ -48,7 +52,7 @@ def HasPermission(codename: str, *, write: str | None = None) -> type[BasePermis
     class _HasPermission(BasePermission):
         def has_permission(self, request: Request, view: Any) -> bool:
             token = request.auth
-            if token is None or not hasattr(token, "application_id"):
+            if token is None or not hasattr(token, "allow_scopes"):
                 return False  # DRF answers 401 with WWW-Authenticate: no authenticator succeeded
             if token.user_id is not None and not token.user.is_active:
                 # A deactivated user's tokens stop working here at once, not when they expire.

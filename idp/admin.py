@@ -13,12 +13,14 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from oauth2_provider import admin as dot_admin
 from oauth2_provider.admin import ApplicationAdmin
 
 import audit
 from accounts.models import Role, RoleAssignment
 from accounts.services import role_grant, role_revoke
 from idp import services
+from idp.cors import origin_validate
 from idp.models import Application, Consent, SigningKey
 
 
@@ -38,11 +40,28 @@ class ClientForm(forms.ModelForm):
             "authorization_grant_type",
             "redirect_uris",
             "post_logout_redirect_uris",
+            "allowed_origins",
             "allowed_scopes",
             "require_pkce",
             "skip_authorization",
             "is_active",
         ]
+        help_texts = {
+            "allowed_origins": "Space-separated origins (https://app.example.com) whose pages may call the token, "
+            "revocation, userinfo, JWKS and discovery endpoints from a browser (CORS).",
+        }
+
+    def clean_allowed_origins(self) -> str:
+        origins = self.cleaned_data["allowed_origins"].split()
+        errors = []
+        for origin in origins:
+            try:
+                origin_validate(origin)
+            except forms.ValidationError as exc:
+                errors.extend(exc.error_list)
+        if errors:
+            raise forms.ValidationError(errors)
+        return " ".join(origins)
 
 
 class ServiceAccountRoleInline(admin.TabularInline):
@@ -204,9 +223,46 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(admin.ModelAdmin):
+    """Remembered consents. Withdrawn only with the action, through services.consent_revoke (the
+    client's tokens go too, and consent.revoked is recorded); a plain delete would do neither."""
+
     list_display = ("user", "application", "scope", "updated_at")
     search_fields = ("user__username", "application__name", "application__client_id")
     readonly_fields = ("user", "application", "scope", "created_at", "updated_at")
+    actions = ["withdraw"]
+
+    @admin.action(description="Withdraw the selected consents (and end those clients' access)", permissions=["change"])
+    def withdraw(self, request: HttpRequest, queryset: QuerySet[Consent]) -> None:
+        actor = audit.Actor.user(request.user)
+        for consent in queryset.select_related("user", "application"):
+            services.consent_revoke(user=consent.user, client_id=consent.application.client_id, actor=actor)
+        self.message_user(request, "The selected consents are withdrawn.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AccessTokenAdmin(dot_admin.AccessTokenAdmin):
+    """DOT's token admin, with its revoke action going through services.tokens_revoke: audited
+    (token.revoked with the operator as actor) like every other revocation path."""
+
+    @admin.action(description="Revoke selected access tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        revoked = services.tokens_revoke(
+            actor=audit.Actor.user(request.user), reason="admin", access_token_ids=queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"Revoked {revoked} access token(s).", messages.SUCCESS)
+
+
+class RefreshTokenAdmin(dot_admin.RefreshTokenAdmin):
+    @admin.action(description="Revoke selected refresh tokens")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        revoked = services.tokens_revoke(
+            actor=audit.Actor.user(request.user),
+            reason="admin",
+            refresh_token_ids=queryset.values_list("pk", flat=True),
+        )
+        self.message_user(request, f"Revoked {revoked} refresh token(s).", messages.SUCCESS)

@@ -1,6 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class IdpConfig(AppConfig):
     name = "idp"
     verbose_name = "Identity provider"
+
+    def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
+        from idp import cors
+        from idp.models import Application
+
+        check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.cors.client_origin")
+        # A client's origins or its is_active flag changed: the next CORS request reads them anew.
+        post_save.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_save")
+        post_delete.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_delete")

@@ -19,20 +19,34 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = BASE_DIR / ".env"
 
 
+def _development_secrets() -> dict[str, str]:
+    return {
+        "IDP_ENV": "development",
+        "IDP_SECRET_KEY": secrets.token_urlsafe(50),
+        "IDP_KEY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "IDP_CLIENT_SECRET_PEPPER": secrets.token_urlsafe(32),
+        "IDP_API_KEY_PEPPER": secrets.token_urlsafe(32),
+    }
+
+
 def write_env() -> None:
-    if ENV_FILE.exists():
+    """Create .env, or add the variables a newer version needs to an existing one (values already
+    there are never changed: they protect stored data)."""
+    existing = ENV_FILE.read_text() if ENV_FILE.exists() else ""
+    present = {line.split("=", 1)[0].strip() for line in existing.splitlines() if "=" in line}
+    missing = {name: value for name, value in _development_secrets().items() if name not in present}
+    if not missing:
         return
-    fernet_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    ENV_FILE.write_text(
-        "# Written by `python -m idp.devenv write-env` for local development only. Git-ignored.\n"
+    header = (
+        ("" if existing.endswith("\n") else "\n")
+        if existing
+        else "# Written by `python -m idp.devenv write-env` for local development only. Git-ignored.\n"
         "# Throwaway values: never reuse them anywhere real.\n"
-        "IDP_ENV=development\n"
-        f"IDP_SECRET_KEY={secrets.token_urlsafe(50)}\n"
-        f"IDP_KEY_ENCRYPTION_KEYS={fernet_key}\n"
-        f"IDP_CLIENT_SECRET_PEPPER={secrets.token_urlsafe(32)}\n"
     )
+    with ENV_FILE.open("a") as env_file:
+        env_file.write(header + "".join(f"{name}={value}\n" for name, value in missing.items()))
     ENV_FILE.chmod(0o600)
-    print(f"Wrote development secrets to {ENV_FILE.name}")
+    print(f"Wrote development secrets to {ENV_FILE.name}: {', '.join(missing)}")
 
 
 def _answers(url: str, default_port: int) -> bool:

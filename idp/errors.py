@@ -126,10 +126,17 @@ def handler500(request: HttpRequest) -> HttpResponse:
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return JsonResponse({"error": "invalid_request", "error_description": "malformed request"}, status=400)
+    if _wants_json(request):
+        return JsonResponse({"error": "invalid_request", "error_description": "malformed request"}, status=400)
+    return render(request, "400.html", status=400)
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"error": "access_denied", "error_description": "forbidden"}, status=403)
     return render(request, "403.html", status=403)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """settings.CSRF_FAILURE_VIEW: our 403 page (or JSON), not Django's, which names the reason."""
+    return handler403(request)

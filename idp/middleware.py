@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
 from idp.errors import error_body_ensure
+from idp.ratelimit import rate_limit_hit, too_many_requests
 
 
 def _bad_request(description: str) -> JsonResponse:
@@ -18,9 +19,9 @@ def _bad_request(description: str) -> JsonResponse:
 
 class ParameterGuardMiddleware:
     """Answers 400 for a query or form value holding a NUL byte or longer than
-    IDP_MAX_PARAMETER_LENGTH, before any view or database sees it.
+    IDP_MAX_PARAMETER_LENGTH, and for a parameter repeated on an OAuth endpoint, before any view or database sees it.
 
-    No legitimate OAuth parameter needs either, PostgreSQL cannot store NUL in text, and one
+    No legitimate OAuth parameter needs any of these, PostgreSQL cannot store NUL in text, and one
     check here covers every endpoint, DOT's and ours alike.
     """
 
@@ -36,10 +37,14 @@ class ParameterGuardMiddleware:
                 "multipart/form-data",
             }:
                 sources.append(request.POST)
+            # RFC 6749 §3.1: request parameters must not be included more than once.
+            unique = request.path.startswith("/oauth/")
             for source in sources:
                 for key, values in source.lists():
                     if "\x00" in key or len(key) > self.max_length:
                         return _bad_request("a parameter name is malformed")
+                    if unique and len(values) > 1:
+                        return _bad_request(f"{key[:40]} is given more than once")
                     for value in values:
                         if "\x00" in value:
                             return _bad_request(f"{key[:40]} must not contain NUL bytes")
@@ -62,3 +67,17 @@ class JsonErrorBodyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return error_body_ensure(request, self.get_response(request))
+
+
+class RateLimitMiddleware:
+    """Answers 429 with Retry-After once a request goes over a rate limit of its endpoint group
+    (idp.ratelimit, settings.IDP_RATE_LIMITS), before any view runs."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refusal = rate_limit_hit(request)
+        if refusal is not None:
+            return too_many_requests(refusal)
+        return self.get_response(request)

@@ -16,6 +16,20 @@ class RequestTooLarge(exceptions.APIException):
     default_detail = "request body is too large"
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 §4 leaves repeated names undefined; Python keeps the last, another reader (a proxy,
+    # an audit pipeline) may keep the first. A repeated field is refused, as RFC 6749 §3.1 refuses
+    # a repeated parameter.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise DuplicateKey
+    return result
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, hardened: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused before it is
     read whole (DRF reads the stream itself, past Django's own limit), and nesting too deep for
@@ -27,8 +41,10 @@ class JSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise RequestTooLarge()
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=strict_constant)
+            return json.loads(raw.decode("utf-8"), parse_constant=strict_constant, object_pairs_hook=_unique_keys)
         except UnicodeDecodeError:
             raise exceptions.ParseError("request body is not UTF-8") from None
+        except DuplicateKey:
+            raise exceptions.ParseError("request body repeats a field") from None
         except (ValueError, RecursionError):
             raise exceptions.ParseError("request body is not valid JSON") from None

@@ -22,7 +22,7 @@ class ErrorSerializer(serializers.Serializer):
 
 _ERRORS = {
     "400": "The request is malformed: a field is missing, unknown, of the wrong type or too long.",
-    "401": "No valid bearer token in the Authorization header.",
+    "401": "No valid bearer token or API key.",
     "403": "The token lacks scope idp.manage, or its subject lacks the permission (or the change would "
     "give away rights it does not hold).",
     "404": "No such object.",
@@ -62,8 +62,21 @@ class BearerScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": (
                 "An access token from this provider's token endpoint (/oauth/token/) with scope "
-                "idp.manage, in the Authorization header only."
+                "idp.manage, in the Authorization header only; or an API key (idpk_...) with that scope."
             ),
+        }
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "apikeys.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key (idpk_...) with scope idp.manage, acting with the roles it carries.",
         }
 
 

@@ -1,4 +1,4 @@
-"""Shapes of the clients API (idp/api.py). Shape and type validation only: no queries, no writes.
+"""Shapes of the clients and audit APIs (idp/api.py). Shape and type validation only: no queries, no writes.
 
 The strict rules are accounts/serializers.py's (apps share no serializers): a field takes its own
 JSON type only, and a field the serializer does not name is an error, not silently dropped.
@@ -7,6 +7,7 @@ JSON type only, and a field the serializer does not name is an error, not silent
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -110,3 +111,21 @@ class ClientOutput(serializers.ModelSerializer):
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_scopes(self, application: Application) -> list[str]:
         return application.scope_list
+
+
+# --- Audit events (AuditEventListApi) ------------------------------------------------------------
+
+
+class AuditPartyOutput(serializers.Serializer):
+    type = serializers.CharField(
+        help_text="An actor: user, client, apikey, anonymous or system. A target: the kind of object "
+        "(user, client, apikey, accounts.role, ...)."
+    )
+    id = serializers.CharField(help_text="The copied identifier (a user id, a client_id, an API key's public id).")
+
+
+class AuditTimeField(serializers.DateTimeField):
+    """ISO 8601 in UTC with microseconds: the event's time exactly as its hash covers it."""
+
+    def to_representation(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat(timespec="microseconds")

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from oauth2_provider.models import revoke_access_token
 
 import audit
 from accounts.models import MANAGEMENT_PERMISSIONS
 from accounts.permissions import MANAGE_SCOPE
 from accounts.selectors import Caller
-from idp.models import Application, Consent, Grant, RefreshToken
+from idp.models import AccessToken, Application, Consent, Grant, IDToken, RefreshToken
 from idp.oauth.generators import ClientSecretGenerator
 
 # How long a rotated-out client secret may keep working, at most.
@@ -200,36 +203,165 @@ def client_disable(
 
 
 @transaction.atomic
-def consent_remember(*, user_id: int, application: Application, scopes: list[str]) -> Consent:
-    """Remember that the user allowed these scopes for the client (added to what was allowed)."""
-    consent, _ = Consent.objects.select_for_update().get_or_create(
-        user_id=user_id, application=application, defaults={"scope": ""}
-    )
-    merged = sorted(set(consent.scope.split()) | set(scopes))
-    if merged != sorted(consent.scope.split()):
-        consent.scope = " ".join(merged)
-        consent.save(update_fields=["scope", "updated_at"])
+def consent_grant(*, user_id: int, application: Application, scopes: list[str], remember: bool) -> Consent | None:
+    """The user allowed these scopes for the client on the consent page. With remember, the
+    decision is kept (added to what was allowed before) so the page is not shown again for them."""
+    consent = None
+    if remember:
+        consent, _ = Consent.objects.select_for_update().get_or_create(
+            user_id=user_id, application=application, defaults={"scope": ""}
+        )
+        merged = sorted(set(consent.scope.split()) | set(scopes))
+        if merged != sorted(consent.scope.split()):
+            consent.scope = " ".join(merged)
+            consent.save(update_fields=["scope", "updated_at"])
     audit.record(
         audit.Action.CONSENT_GRANTED,
         actor=audit.Actor("user", str(user_id)),
         target=audit.Target.client(application),
         client_id=application.client_id,
-        data={"scope": scopes, "remembered": True},
+        data={"scope": scopes, "remembered": remember},
     )
     return consent
+
+
+@transaction.atomic
+def consent_revoke(*, user: Any, client_id: str, actor: audit.Actor) -> bool:
+    """Withdraw a user's remembered consent for a client and end the client's access: every token
+    it holds for the user (refresh-token families included) and every code not yet redeemed.
+
+    Safe to call twice: the second call finds nothing, changes nothing and records nothing.
+    Returns whether there was anything to withdraw."""
+    application = Application.objects.filter(client_id=client_id).first()
+    if application is None:
+        return False
+    consent = Consent.objects.select_for_update().filter(user=user, application=application).first()
+    # An unredeemed code would still buy tokens after the revocation. Redeemed ones stay: they
+    # are how a code presented again is recognised as reuse (validator.validate_code).
+    codes, _ = Grant.objects.filter(user=user, application=application, redeemed_at__isnull=True).delete()
+    if consent is not None:
+        consent.delete()
+        audit.record(
+            audit.Action.CONSENT_REVOKED,
+            actor=actor,
+            target=audit.Target.client(application),
+            client_id=application.client_id,
+            data={"scope": consent.scope.split(), "pending_codes": codes},
+        )
+    revoked = user_tokens_revoke(user_id=user.pk, actor=actor, reason="consent_revoked", application=application)
+    return consent is not None or codes > 0 or revoked > 0
+
+
+@transaction.atomic
+def user_tokens_revoke(
+    *, user_id: int, actor: audit.Actor, reason: str, application: Application | None = None, id_tokens: bool = False
+) -> int:
+    """Revoke a user's live tokens at one client, or at every client: each refresh token with its
+    whole family, then any access token left. One token.revoked per client that had any. With
+    id_tokens the ID tokens of the revoked access tokens go too, as DOT's RP-initiated logout
+    does (a deleted ID token is no longer accepted as an id_token_hint).
+
+    Safe to call twice: the second call finds nothing and records nothing. Returns how many access
+    and refresh tokens were revoked."""
+    access = AccessToken.objects.filter(user_id=user_id)
+    refresh = RefreshToken.objects.filter(user_id=user_id, revoked__isnull=True)
+    if application is not None:
+        access, refresh = access.filter(application=application), refresh.filter(application=application)
+    # Locked in DOT's order (refresh, then access), so a refresh running now either commits first
+    # (its new token joins a family swept below) or waits, then finds its token revoked
+    # (validator._save_bearer_token re-checks under the same lock).
+    live_refresh = list(refresh.select_for_update().values_list("pk", "application_id", "token_family"))
+    live_access = list(access.select_for_update().values_list("pk", "application_id", "id_token_id"))
+    counts: dict[int, list[int]] = {}
+    for _, application_id, _ in live_access:
+        counts.setdefault(application_id, [0, 0])[0] += 1
+    for _, application_id, _ in live_refresh:
+        counts.setdefault(application_id, [0, 0])[1] += 1
+    for family in {family for _, _, family in live_refresh if family}:
+        RefreshToken.revoke_family(family)
+    for token in RefreshToken.objects.filter(pk__in=[pk for pk, _, family in live_refresh if not family]):
+        token.revoke()
+    AccessToken.objects.filter(pk__in=[pk for pk, _, _ in live_access]).delete()
+    if id_tokens:
+        IDToken.objects.filter(pk__in=[id_token for _, _, id_token in live_access if id_token]).delete()
+    clients = Application.objects.in_bulk(list(counts))
+    for application_id in sorted(counts):
+        access_count, refresh_count = counts[application_id]
+        audit.record(
+            audit.Action.TOKEN_REVOKED,
+            actor=actor,
+            target=audit.Target("user", str(user_id)),
+            client_id=clients[application_id].client_id,
+            data={"reason": reason, "access_tokens": access_count, "refresh_tokens": refresh_count},
+        )
+    return sum(access_count + refresh_count for access_count, refresh_count in counts.values())
+
+
+@transaction.atomic
+def tokens_revoke(
+    *, actor: audit.Actor, reason: str, access_token_ids: Iterable[int] = (), refresh_token_ids: Iterable[int] = ()
+) -> int:
+    """Revoke single tokens, each with its partner, as DOT does (revoke_access_token, and
+    RefreshToken.revoke, which keeps the row as the tombstone reuse detection needs). One
+    token.revoked per token really revoked: one already revoked or gone changes and records
+    nothing, so this is safe to call twice. Returns how many were revoked."""
+    revoked = 0
+    accesses = AccessToken.objects.select_for_update(of=("self",)).select_related("application")
+    for access in accesses.filter(pk__in=list(access_token_ids)).order_by("pk"):
+        bound = RefreshToken.objects.filter(access_token=access, revoked__isnull=True).exists()
+        revoke_access_token(access)
+        _token_revoked(access, actor=actor, reason=reason, access_tokens=1, refresh_tokens=int(bound))
+        revoked += 1
+    refreshes = RefreshToken.objects.select_for_update(of=("self",)).select_related("application")
+    for refresh in refreshes.filter(pk__in=list(refresh_token_ids), revoked__isnull=True).order_by("pk"):
+        had_access = refresh.access_token_id is not None
+        refresh.revoke()
+        _token_revoked(refresh, actor=actor, reason=reason, access_tokens=int(had_access), refresh_tokens=1)
+        revoked += 1
+    return revoked
+
+
+def _token_revoked(
+    token: AccessToken | RefreshToken, *, actor: audit.Actor, reason: str, access_tokens: int, refresh_tokens: int
+) -> None:
+    application = token.application
+    audit.record(
+        audit.Action.TOKEN_REVOKED,
+        actor=actor,
+        target=audit.Target("user", str(token.user_id))
+        if token.user_id is not None
+        else audit.Target.client(application),
+        client_id=application.client_id,
+        data={"reason": reason, "access_tokens": access_tokens, "refresh_tokens": refresh_tokens},
+    )
 
 
 def code_reuse_revoke(*, grant: Grant, actor: audit.Actor) -> None:
     """An authorization code came back after it was redeemed: someone else may hold it, so the
     tokens its first redemption bought are revoked, refresh-token family included (RFC 6749
-    §4.1.2, RFC 9700 §4.2.1)."""
+    §4.1.2, RFC 9700 §4.2.1).
+
+    Recorded as token.reuse_detected, as a rotated refresh token presented again is: both say a
+    single-use credential was replayed. token.revoked follows when something was still live (the
+    tokens may be gone already: revoked, or refreshed away and swept with their family)."""
+    audit.record(
+        audit.Action.TOKEN_REUSE_DETECTED,
+        actor=actor,
+        target=audit.Target.user(grant.user),
+        client_id=grant.application.client_id,
+        outcome="alert",
+        data={"credential": "authorization_code", "grant": grant.pk},
+    )
     access = grant.access_token
     if access is None:
-        return  # already revoked, or refreshed away and covered by the family's own rotation
-    refresh = RefreshToken.objects.filter(access_token=access).first()
+        return
+    refresh = RefreshToken.objects.filter(access_token=access, revoked__isnull=True).first()
+    refresh_count = 0
     if refresh is not None and refresh.token_family:
+        refresh_count = RefreshToken.objects.filter(token_family=refresh.token_family, revoked__isnull=True).count()
         RefreshToken.revoke_family(refresh.token_family)
     elif refresh is not None:
+        refresh_count = 1
         refresh.revoke()
     else:
         access.revoke()
@@ -238,6 +370,5 @@ def code_reuse_revoke(*, grant: Grant, actor: audit.Actor) -> None:
         actor=actor,
         target=audit.Target.user(grant.user),
         client_id=grant.application.client_id,
-        outcome="reuse_detected",
-        data={"reason": "authorization code reused", "grant": grant.pk},
+        data={"reason": "reuse_detected", "access_tokens": 1, "refresh_tokens": refresh_count, "grant": grant.pk},
     )

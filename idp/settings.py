@@ -6,11 +6,13 @@ settings) and ``IDP_ENV=development`` (what `make run` and `make test` write int
 """
 
 import binascii
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+import limits
 from cryptography.fernet import Fernet, MultiFernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -97,6 +99,7 @@ except (ValueError, binascii.Error):
     ) from None
 # Pepper of the keyed hash (HMAC-SHA256) that client secrets are stored under.
 CLIENT_SECRET_PEPPER = env_str("IDP_CLIENT_SECRET_PEPPER")
+API_KEY_PEPPER = env_str("IDP_API_KEY_PEPPER")
 
 # The issuer is the server root. Required in production; in development the request's own scheme
 # and host are the issuer, so a server started on any local port is a valid issuer for that port.
@@ -119,8 +122,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
     "corsheaders",
+    "csp",
     "oauth2_provider",
     "django_celery_beat",
+    "axes",
     "idp",
     "apikeys",
     "accounts",
@@ -128,17 +133,23 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "audit.context.AuditContextMiddleware",  # first: every response, errors too, carries X-Request-ID
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "idp.middleware.JsonErrorBodyMiddleware",
     "idp.middleware.ParameterGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "idp.headers.NoStoreMiddleware",
+    "idp.headers.CSPMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before any view (and CSRF's process_view): an over-limit request costs one Redis call.
+    "idp.middleware.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns a lockout into our page
 ]
 
 ROOT_URLCONF = "idp.urls"
@@ -191,9 +202,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Declared by name; django-celery-beat's scheduler updates the entry in place on every start.
-CELERY_BEAT_SCHEDULE = {
-    "clear-expired-tokens": {"task": "idp.tasks.clear_expired_tokens", "schedule": timedelta(hours=1)},
-}
+# Periodic tasks are rows (django_celery_beat.PeriodicTask), created once by data migrations
+# (idp 0004, apikeys 0003) and then the operators' to edit in Django admin. Not listed here: beat
+# rewrites every entry of this setting at each start, which would undo those edits.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# Email (API key rotation notices). EMAIL_URL as django-environ reads it, e.g.
+# smtp+tls://user:password@smtp.example.com:587; without it, messages go to the worker's console.
+# The config holds EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and
+# EMAIL_USE_TLS/EMAIL_USE_SSL.
+globals().update(environ.Env.email_url_config(env_str("EMAIL_URL", default="consolemail://")))
+DEFAULT_FROM_EMAIL = env_str("IDP_EMAIL_FROM", default="idp <no-reply@localhost>")
 
 if PRODUCTION:
     _refused = []
@@ -214,6 +233,11 @@ if PRODUCTION:
 
 # --- Users and passwords -----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# The lockout check first: a locked-out username or address is refused before a password hash runs.
+AUTHENTICATION_BACKENDS = [
+    "idp.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -298,6 +322,8 @@ OAUTH2_PROVIDER = {
     "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is ours: idp.models.Consent
     "CLIENT_SECRET_GENERATOR_CLASS": "idp.oauth.generators.ClientSecretGenerator",
     "APPLICATION_ADMIN_CLASS": "idp.admin.ClientAdmin",
+    "ACCESS_TOKEN_ADMIN_CLASS": "idp.admin.AccessTokenAdmin",
+    "REFRESH_TOKEN_ADMIN_CLASS": "idp.admin.RefreshTokenAdmin",
     "CLIENT_SECRET_HASHER": "hmac_sha256",
     "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
@@ -313,7 +339,10 @@ OAUTH2_PROVIDER = {
 REST_FRAMEWORK = {
     # Bearer tokens from this provider, in the Authorization header only (RFC 6750 §2.1): never in a
     # query string, where they end up in logs, nor in a form body.
-    "DEFAULT_AUTHENTICATION_CLASSES": ["idp.oauth.authentication.BearerAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apikeys.authentication.ApiKeyAuthentication",
+        "idp.oauth.authentication.BearerAuthentication",
+    ],
     # Each view names the permission it needs (accounts.permissions.HasPermission); a view that
     # forgets still requires a caller.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -326,6 +355,8 @@ REST_FRAMEWORK = {
     # OPTIONS would describe a view's fields to anyone allowed to call it; the schema does that.
     "DEFAULT_METADATA_CLASS": None,
     "EXCEPTION_HANDLER": "idp.errors.api_exception_handler",
+    # api.user of IDP_RATE_LIMITS; the per-address and per-key limits run before DRF (idp.middleware).
+    "DEFAULT_THROTTLE_CLASSES": ["idp.ratelimit.ApiUserThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -354,6 +385,77 @@ SPECTACULAR_SETTINGS = {
 # --- Input limits ------------------------------------------------------------------------------
 # Any single query or form value longer than this, or holding a NUL byte, is answered 400 before a
 # view sees it (idp.middleware.ParameterGuardMiddleware).
+# Failed sign-ins for one account, or from one IP, reaching this many within the window raise an
+# alert.bruteforce audit event and a WARNING log line (audit.receivers).
+AUDIT_BRUTEFORCE_THRESHOLD = env_int("IDP_BRUTEFORCE_ALERT_THRESHOLD", default=10, minimum=2)
+AUDIT_BRUTEFORCE_WINDOW_SECONDS = env_int("IDP_BRUTEFORCE_ALERT_WINDOW_SECONDS", default=600, minimum=10)
+
+# --- Rate limits and sign-in lockout ------------------------------------------------------------
+# Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed (audit.context.client_ip).
+# Empty: the client address is always the connection's peer, whatever headers say.
+IDP_TRUSTED_PROXIES = env_list("IDP_TRUSTED_PROXIES", default=[])
+for _cidr in IDP_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"IDP_TRUSTED_PROXIES must hold CIDRs, not {_cidr!r}.") from None
+
+# Requests allowed per moving (sliding) window, as "<group>.<key kind>": <limits' notation>. A
+# burst up to the limit passes; past it, 429 with Retry-After (idp.ratelimit). Groups: token,
+# introspect, revoke, authorize, signin (POST), api (/api/v1/); kinds: ip, client (the client_id
+# presented), user (the signed-in session user), key (an API key's public id).
+# IDP_RATE_LIMITS overrides single entries: "token.ip=300/minute;api.key=1000/hour".
+IDP_RATE_LIMITS = {
+    "token.ip": "300/minute",
+    "token.client": "600/minute",
+    "introspect.ip": "600/minute",
+    "introspect.client": "1200/minute",
+    "revoke.ip": "300/minute",
+    "revoke.client": "600/minute",
+    "authorize.ip": "300/minute",
+    "authorize.client": "600/minute",
+    "authorize.user": "120/minute",
+    "signin.ip": "60/minute",
+    "api.ip": "600/minute",
+    "api.user": "600/minute",
+    "api.key": "600/minute",
+}
+for _entry in env_str("IDP_RATE_LIMITS", default="").split(";"):
+    if not _entry.strip():
+        continue
+    _name, _sep, _limit = (part.strip() for part in _entry.partition("="))
+    if not _sep or _name not in IDP_RATE_LIMITS:
+        raise ImproperlyConfigured(
+            f"IDP_RATE_LIMITS entries are <name>=<limit> with a name among {sorted(IDP_RATE_LIMITS)}, not {_entry!r}."
+        )
+    try:
+        limits.parse(_limit)
+    except ValueError:
+        raise ImproperlyConfigured(f"IDP_RATE_LIMITS: {_limit!r} is not a limit such as 300/minute.") from None
+    IDP_RATE_LIMITS[_name] = _limit
+# The counters live in Redis, shared by every process; the embedded default counts in-process.
+IDP_RATE_LIMIT_STORAGE_URL = REDIS_URL or "memory://"
+
+# django-axes: sign-in lockout after repeated failures, per username and (separately) per client
+# address, whether or not the account exists; counters in the cache (Redis), reset on success.
+AXES_ENABLED = True
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = env_int("IDP_LOCKOUT_FAILURES", default=5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("IDP_LOCKOUT_COOLOFF_SECONDS", default=900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout neither count nor extend it, so a lockout starts (and is audited) once.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "audit.context.client_ip"
+AXES_LOCKOUT_CALLABLE = "idp.lockout.signin_locked_out"
+AXES_HTTP_RESPONSE_CODE = 429
+# Axes' log lines mask the username (it may be a mistyped password) and the address.
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address"]
+if not REDIS_URL:
+    # The embedded default's in-process cache is axes' "invalid" cache: one process only, as intended.
+    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+
 IDP_MAX_PARAMETER_LENGTH = env_int("IDP_MAX_PARAMETER_LENGTH", default=4096, minimum=256)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
@@ -382,11 +484,39 @@ SESSION_COOKIE_AGE = env_int("IDP_SESSION_SECONDS", default=8 * 3600, minimum=30
 SESSION_COOKIE_NAME = "__Host-idp_session" if PRODUCTION else "idp_session"
 CSRF_COOKIE_NAME = "__Host-idp_csrf" if PRODUCTION else "idp_csrf"
 CSRF_TRUSTED_ORIGINS = [ISSUER] if ISSUER else []
+CSRF_FAILURE_VIEW = "idp.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 
-# CORS is closed until the allowlist issue opens it per client; nothing is allowed by default.
+# CORS, for the endpoints a browser-based client calls across origins only: token, revocation,
+# userinfo, JWKS and discovery. Allowed: the origins named here plus each active client's
+# registered allowed_origins (idp.cors). Never credentials, never "*": these endpoints take the
+# client's own credentials in headers, and a cookie must never ride along.
 CORS_ALLOWED_ORIGINS = env_list("IDP_CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(oauth/(token|revoke|userinfo)/|\.well-known/(openid-configuration|jwks\.json))$"
+CORS_ALLOW_ALL_ORIGINS = False
 CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type"]
+CORS_EXPOSE_HEADERS: list[str] = []
+CORS_PREFLIGHT_MAX_AGE = 600
+
+# Content-Security-Policy (django-csp): no inline script or style anywhere, no framing. Swagger UI
+# and Django admin get inline styles only (idp.headers.CSPMiddleware says why).
+# form-action is left out on purpose: Chromium applies it to the redirects that follow a form
+# POST, and the consent form's POST answers with a redirect to the client's redirect_uri, an
+# origin no static list can name.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
 
 # --- Misc ----------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

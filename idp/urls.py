@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
 from idp import api, views
@@ -32,6 +32,7 @@ api_v1 = [
         name="api-client-rotate-secret",
     ),
     path("clients/<client_id:client_id>/disable/", api.ClientDisableApi.as_view(), name="api-client-disable"),
+    path("audit/", api.AuditEventListApi.as_view(), name="api-audit"),
     # The schema describes the API, not its data: public, like the discovery document.
     path(
         "schema/",
@@ -43,16 +44,21 @@ api_v1 = [
 urlpatterns = [
     path("", include("idp.oauth.urls")),
     path("", views.home, name="home"),
+    path("consents/<client_id:client_id>/revoke/", views.consent_revoke, name="consent-revoke"),
     path("healthz", views.healthz, name="healthz"),
     # LoginView already marks the password as a sensitive POST parameter.
     path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("apikeys.urls")),
     path("api/v1/", include(api_v1)),
-    # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN.
+    # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN;
+    # the split view serves its init script as a file, so the page needs no inline script (CSP).
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
         name="api-docs",
     ),
 ]

@@ -1,16 +1,37 @@
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+import audit
+from idp import selectors, services
+from idp.models import Consent
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Where a person lands after signing in directly (not through a client)."""
-    return render(request, "home.html")
+    """Where a person lands after signing in directly (not through a client): who they are, and
+    the applications they allowed to skip the consent page."""
+    return render(request, "home.html", {"consents": selectors.consent_list_for(user=request.user)})
+
+
+@login_required
+@require_POST
+def consent_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
+    """The home page's "Revoke access": the client loses the remembered consent and its tokens.
+    Only the signed-in user's own consents: any other client id, existing or not, is the same 404."""
+    try:
+        consent = selectors.consent_get_for(user=request.user, client_id=client_id)
+    except Consent.DoesNotExist:
+        raise Http404("no such application") from None
+    services.consent_revoke(user=request.user, client_id=client_id, actor=audit.Actor.user(request.user))
+    messages.success(request, f"{consent.application.name} no longer has access to your account.")
+    return redirect("home")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

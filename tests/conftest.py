@@ -29,6 +29,20 @@ def _real_services_only(django_db_setup, django_db_blocker):
     assert cache.get("idp-test-ping") == "pong"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits_and_lockouts():
+    """No rate-limit counter or sign-in lockout left from another test: Redis outlives test
+    databases. Tests of the limits lower them in settings."""
+    from django.core.cache import cache
+
+    from idp.ratelimit import KEY_PREFIX
+
+    client = cache._cache.get_client()
+    for pattern in (f"{KEY_PREFIX}*", "*:axes-*"):
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
+
+
 @pytest.fixture
 def signing_key(db):
     import audit

@@ -28,7 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 APP_SERVICES = ["migrate", "web", "worker", "beat"]
 ALL_SERVICES = ["postgres", "redis", *APP_SERVICES, "proxy"]
-SECRETS = ["IDP_SECRET_KEY", "IDP_KEY_ENCRYPTION_KEYS", "IDP_CLIENT_SECRET_PEPPER", "POSTGRES_PASSWORD"]
+SECRETS = [
+    "IDP_SECRET_KEY",
+    "IDP_KEY_ENCRYPTION_KEYS",
+    "IDP_CLIENT_SECRET_PEPPER",
+    "IDP_API_KEY_PEPPER",
+    "POSTGRES_PASSWORD",
+]
 
 # Variables compose sets that settings.py does not read, and who reads them instead.
 NOT_FOR_SETTINGS = {
@@ -40,6 +46,7 @@ OPERATOR_ENVIRONMENT = {
     "IDP_SECRET_KEY": secrets.token_urlsafe(50),
     "IDP_KEY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     "IDP_CLIENT_SECRET_PEPPER": secrets.token_urlsafe(32),
+    "IDP_API_KEY_PEPPER": secrets.token_urlsafe(32),
     "IDP_ISSUER": "https://localhost",
     "POSTGRES_PASSWORD": secrets.token_urlsafe(32),
 }
@@ -302,7 +309,9 @@ def test_secrets_come_from_the_environment_with_no_default(name, key):
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-@pytest.mark.parametrize("key", ["IDP_SECRET_KEY", "IDP_KEY_ENCRYPTION_KEYS", "IDP_CLIENT_SECRET_PEPPER", "IDP_ISSUER"])
+@pytest.mark.parametrize(
+    "key", ["IDP_SECRET_KEY", "IDP_KEY_ENCRYPTION_KEYS", "IDP_CLIENT_SECRET_PEPPER", "IDP_API_KEY_PEPPER", "IDP_ISSUER"]
+)
 def test_required_settings_come_from_the_environment(name, key):
     assert environment(name)[key] == f"${{{key}:-}}"
 

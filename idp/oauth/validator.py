@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2.rfc6749 import errors
 
 import audit
 from accounts.selectors import subject_access, user_standard_claims
 from idp import services
-from idp.models import Grant, RefreshToken
+from idp.models import AccessToken, Grant, RefreshToken
 
 
 class IdpValidator(OAuth2Validator):
@@ -64,8 +69,55 @@ class IdpValidator(OAuth2Validator):
         return valid
 
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
+        started = timezone.now()
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+        if not valid:
+            self._record_refresh_token_reuse(refresh_token, client, since=started)
         return valid and (request.user is None or request.user.is_active)
+
+    def _record_refresh_token_reuse(self, refresh_token: str, client: Any, *, since: datetime) -> None:
+        """A revoked refresh token came back (RFC 9700 §4.14.2): rotated away, or revoked on
+        purpose. DOT's validate_refresh_token has just revoked its family (REFRESH_TOKEN_REUSE_
+        PROTECTION), inside this token request's transaction; this records it. Looked up only on
+        the failure path, so a good refresh costs no extra query."""
+        checksum = hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()
+        presented = (
+            RefreshToken.objects.filter(token_checksum=checksum)
+            .select_related("application", "user")
+            .order_by(F("revoked").desc(nulls_first=True))  # DOT's choice among rows sharing a checksum
+            .first()
+        )
+        if presented is None or presented.revoked is None:
+            return  # unknown, or refused for another reason (expired, another client's)
+        family = presented.token_family
+        target = audit.Target.user(presented.user)
+        client_id = presented.application.client_id
+        audit.record(
+            audit.Action.TOKEN_REUSE_DETECTED,
+            actor=audit.Actor.client(client),
+            target=target,
+            client_id=client_id,
+            outcome="alert",
+            data={
+                "credential": "refresh_token",
+                "refresh_token": presented.pk,
+                "family": str(family) if family else None,
+                # Rotated away (a successor joined the family after it), or revoked on purpose.
+                "rotated": bool(family)
+                and RefreshToken.objects.filter(token_family=family, pk__gt=presented.pk).exists(),
+            },
+        )
+        # What DOT's family sweep revoked just now: its rows carry the sweep's time, after since.
+        # Each live member held its access token (rotation mints the pair), deleted with it.
+        swept = RefreshToken.objects.filter(token_family=family, revoked__gte=since).count() if family else 0
+        if swept:
+            audit.record(
+                audit.Action.TOKEN_REVOKED,
+                actor=audit.Actor.client(client),
+                target=target,
+                client_id=client_id,
+                data={"reason": "reuse_detected", "access_tokens": swept, "refresh_tokens": swept},
+            )
 
     # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
     # view runs in one transaction, so the row lock below serialises two redemptions of a code.
@@ -106,6 +158,41 @@ class IdpValidator(OAuth2Validator):
     def validate_user_match(self, id_token_hint: str, scopes: Any, claims: Any, request: Any) -> bool:
         return True
 
+    def save_authorization_code(self, client_id: str, code: dict, request: Any, *args: Any, **kwargs: Any) -> None:
+        # The user authorized; the client receives the code. The row and its audit event commit
+        # together. The event names the grant's id, never the code.
+        with transaction.atomic():
+            grant = self._create_authorization_code(request, code)
+            audit.record(
+                audit.Action.CODE_ISSUED,
+                actor=audit.Actor.user(request.user),
+                target=audit.Target.user(request.user),
+                client_id=request.client.client_id,
+                data={"grant": grant.pk, "scope": grant.scope.split()},
+            )
+
+    def revoke_token(self, token: str, token_type_hint: str | None, request: Any, *args: Any, **kwargs: Any) -> None:
+        """RFC 7009 revocation, as DOT does it (only the authenticated client's own tokens; a
+        refresh token takes its access token along and the other way round), audited: one
+        token.revoked for a token really revoked. An unknown, foreign or already revoked token
+        changes and records nothing (and still gets 200, RFC 7009 §2.2)."""
+        application = request.client
+        if getattr(application, "pk", None) is None:
+            return
+        # DOT looks for the hinted kind first, then the other; a random token's checksum is never
+        # both, so looking for both at once finds the same token.
+        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        services.tokens_revoke(
+            actor=audit.Actor.client(application),
+            reason="revocation_endpoint",
+            access_token_ids=AccessToken.objects.filter(token_checksum=checksum, application=application).values_list(
+                "pk", flat=True
+            ),
+            refresh_token_ids=RefreshToken.objects.filter(
+                token_checksum=checksum, application=application, revoked__isnull=True
+            ).values_list("pk", flat=True),
+        )
+
     def get_default_redirect_uri(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> str | None:
         # DOT falls back to the first registered URI. With several registered, a request that
         # names none is ambiguous: no default, so oauthlib shows an error page, never a redirect.
@@ -135,15 +222,10 @@ class IdpValidator(OAuth2Validator):
             if presented.access_token is not None and presented.access_token.claims:
                 request.claims = presented.access_token.claims
         super()._save_bearer_token(token, request, *args, **kwargs)
-        refreshed = request.grant_type == "refresh_token"
-        user = getattr(request, "user", None)
-        audit.record(
-            audit.Action.TOKEN_REFRESHED if refreshed else audit.Action.TOKEN_ISSUED,
-            actor=audit.Actor.client(request.client),
-            target=audit.Target.user(user) if user is not None else audit.Target.client(request.client),
-            client_id=request.client.client_id,
-            data={"grant": request.grant_type, "scope": token.get("scope", "")},
-        )
+        # DOT's own TokenView sends this after answering, re-reading the token (idp's TokenView
+        # does not: see there). Sent here instead, inside the transaction, with the token just made
+        # and oauthlib's request: the audit app records token.issued / token.refreshed from it.
+        app_authorized.send(sender=type(self), request=request, token=request.issued_access_token)
 
     # --- Claims: scopes release the standard claims the user has; the claims request parameter
     # (Core §5.5) can ask for single claims, released only if the client is registered for the

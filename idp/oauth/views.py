@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.conf import settings
@@ -28,6 +29,9 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
 
+import audit
+from apikeys.selectors import apikey_claims, presented_as_api_key
+from apikeys.services import apikey_use
 from idp import services
 from idp.models import Application
 from idp.oauth import keys, selectors
@@ -53,6 +57,7 @@ class AuthorizationView(dot_views.AuthorizationView):
     ("remember this decision", a Consent row)."""
 
     form_class = ConsentForm
+    consent_given = False  # the user answered the consent page (not a remembered consent)
     remember_consent = False
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -152,20 +157,30 @@ class AuthorizationView(dot_views.AuthorizationView):
         # client_id in a posted form would be a 500; it is oauthlib's invalid_client_id page.
         if not Application.objects.filter(client_id=form.cleaned_data.get("client_id") or "").exists():
             return self.error_response(OAuthToolkitError(error=InvalidClientIdError()), None)
+        self.consent_given = True
         self.remember_consent = bool(form.cleaned_data.get("remember"))
         return super().form_valid(form)
 
     def create_authorization_response(self, request: HttpRequest, scopes: str, credentials: dict, allow: bool) -> Any:
-        result = super().create_authorization_response(
-            request=request, scopes=scopes, credentials=credentials, allow=allow
-        )
-        # Reached only when the code was issued (failures raise), so only a real "allow" is kept.
-        if allow and self.remember_consent:
-            application = Application.objects.get(client_id=credentials["client_id"])
-            asked = selectors.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)
-            services.consent_remember(
-                user_id=request.user.pk, application=application, scopes=[*scopes.split(), *asked]
+        # The consent, then the code: one transaction, so a consent is kept (and recorded) only
+        # with the code it let through. oauthlib answers most refusals with an error redirect
+        # rather than an exception, hence the look at the answer.
+        with transaction.atomic():
+            if allow and self.consent_given:
+                application = Application.objects.get(client_id=credentials["client_id"])
+                asked = selectors.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)
+                services.consent_grant(
+                    user_id=request.user.pk,
+                    application=application,
+                    scopes=[*scopes.split(), *asked],
+                    remember=self.remember_consent,
+                )
+            result = super().create_authorization_response(
+                request=request, scopes=scopes, credentials=credentials, allow=allow
             )
+            answer = parse_qs(urlsplit(result[0] or "").query)
+            if "error" in answer or "code" not in answer:
+                transaction.set_rollback(True)
         return result
 
 
@@ -232,7 +247,8 @@ class JwksInfoView(View):
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("token", "client_secret"), name="dispatch")
 class IntrospectTokenView(OAuthLibMixin, View):
-    """RFC 7662 introspection, for confidential clients that authenticate (Basic or body).
+    """RFC 7662 introspection of access tokens, refresh tokens and API keys, for confidential
+    clients that authenticate (Basic or body).
 
     POST only: a token in a query string ends up in access logs.
     """
@@ -247,13 +263,23 @@ class IntrospectTokenView(OAuthLibMixin, View):
             response["WWW-Authenticate"] = 'Basic realm="idp"'
             return response
         token = request.POST.get("token", "")
+        if len(request.POST.getlist("token")) > 1:
+            # RFC 6749 §3.2: parameters must not repeat. Which copy counts would otherwise be up to
+            # each parser, and a gateway checking the first could disagree with us about the last.
+            return JsonResponse(
+                {"error": "invalid_request", "error_description": "token given more than once"}, status=400
+            )
         if not token:
             return JsonResponse({"error": "invalid_request", "error_description": "token is required"}, status=400)
-        answer = selectors.token_introspect(
-            token=token,
-            token_type_hint=request.POST.get("token_type_hint"),
-            issuer=oauth2_settings.oidc_issuer(request),
-        )
+        issuer = oauth2_settings.oidc_issuer(request)
+        if presented_as_api_key(token):
+            # An API key: verified exactly as /api/v1 verifies it, answered as a token would be.
+            verified = apikey_use(presented=token)
+            answer = apikey_claims(verified=verified, issuer=issuer) if verified else selectors.INACTIVE
+        else:
+            answer = selectors.token_introspect(
+                token=token, token_type_hint=request.POST.get("token_type_hint"), issuer=issuer
+            )
         response = JsonResponse(answer)
         response["Cache-Control"] = "no-store"
         return response
@@ -280,7 +306,19 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         state: str | None = None,
         token_user: Any = None,
     ) -> HttpResponse:
-        response = super().do_logout(application, post_logout_redirect_uri, state, token_user)
+        user = token_user or self.request.user
+        with transaction.atomic():
+            # OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS: the user's tokens at every client end with the
+            # session. Revoked here, audited, before DOT's do_logout (which then finds none left).
+            if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS and user.is_authenticated:
+                signed_in = self.request.user
+                services.user_tokens_revoke(
+                    user_id=user.pk,
+                    actor=audit.Actor.user(signed_in) if signed_in.is_authenticated else audit.Actor.anonymous(),
+                    reason="logout",
+                    id_tokens=True,
+                )
+            response = super().do_logout(application, post_logout_redirect_uri, state, token_user)
         if post_logout_redirect_uri:
             return response
         return render(self.request, "registration/logged_out.html")

@@ -263,8 +263,14 @@ def test_roles_and_permissions_created_in_the_admin_are_audited(staff_browser, w
     role = Role.objects.get(name="billing")
     assert role.application == world["client"], "the client preset by the link on the client page"
     assert list(role.permissions.values_list("codename", flat=True)) == ["billing.refund"]
-    created = AuditEvent.objects.filter(actor_id=str(staff_browser.user.pk)).values_list("action", flat=True)
-    assert sorted(created) == ["permission.created", "role.created"]
+    created = AuditEvent.objects.filter(actor_type="user", actor_id=str(staff_browser.user.pk))
+    assert list(created.values_list("action", "target_type", "target_id")) == [
+        ("login.succeeded", "user", str(staff_browser.user.pk)),  # signing in to the admin
+        ("permission.created", "accounts.permission", str(refund.pk)),
+        ("admin.changed", "accounts.permission", str(refund.pk)),
+        ("role.created", "accounts.role", str(role.pk)),
+        ("admin.changed", "accounts.role", str(role.pk)),
+    ]
 
 
 def test_an_assignment_added_on_its_own_page_is_audited_and_deleting_a_role_revokes_it(staff_browser, world):

@@ -28,6 +28,7 @@ ALL_PERMISSIONS = (
     "idp.roles.manage",
     "idp.clients.read",
     "idp.clients.manage",
+    "audit.read",
 )
 
 

@@ -127,6 +127,7 @@ ENDPOINTS = [
         lambda t: (f"/clients/{t.client_id()}/disable/", {}),
         200,
     ),
+    Endpoint("GET", "/audit/", "audit.read", lambda t: ("/audit/", None), 200),
 ]
 
 

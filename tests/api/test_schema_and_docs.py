@@ -30,8 +30,15 @@ def test_the_schema_validates_without_warnings_and_lists_every_endpoint(tmp_path
     schema = yaml.safe_load(target.read_text())
     assert schema["openapi"].startswith("3.")
     assert schema["components"]["securitySchemes"] == {
-        "bearer": {"type": "http", "scheme": "bearer", "description": schema_bearer_description(schema)}
+        "bearer": {"type": "http", "scheme": "bearer", "description": schema_bearer_description(schema)},
+        "apiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": schema["components"]["securitySchemes"]["apiKey"]["description"],
+        },
     }
+    assert "idp.manage" in schema["components"]["securitySchemes"]["apiKey"]["description"]
     assert set(schema["paths"]) == {
         "/api/v1/users/",
         "/api/v1/users/{user_id}/deactivate/",
@@ -43,11 +50,12 @@ def test_the_schema_validates_without_warnings_and_lists_every_endpoint(tmp_path
         "/api/v1/clients/",
         "/api/v1/clients/{client_id}/rotate-secret/",
         "/api/v1/clients/{client_id}/disable/",
+        "/api/v1/audit/",
     }
     components = schema["components"]["schemas"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            assert operation["security"] == [{"bearer": []}], (method, path)
+            assert operation["security"] == [{"apiKey": []}, {"bearer": []}], (method, path)
             assert {"401", "403"} <= set(operation["responses"]), (method, path)
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body is not None:

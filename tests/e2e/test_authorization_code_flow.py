@@ -135,7 +135,15 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     assert after.status_code == 302 and "/accounts/login/" in after.headers["Location"], "the session has ended"
 
     actions = list(AuditEvent.objects.filter(client_id=rp.client_id).values_list("action", flat=True))
-    assert actions == ["client.created", "token.issued", "token.refreshed"]
+    assert actions == [
+        "client.created",
+        "consent.granted",
+        "code.issued",
+        "token.issued",
+        "token.refreshed",
+        "token.revoked",  # at the revocation endpoint: the refreshed pair
+        "token.reuse_detected",  # the rotated-away refresh token; its family had nothing left to revoke
+    ]
 
 
 def test_client_secret_post_works_as_well_as_basic(rp, alice):

@@ -1,0 +1,73 @@
+"""Rotating the key-encryption key: re-encrypt everything stored under IDP_KEY_ENCRYPTION_KEYS (the
+signing keys' private halves, API keys' pending secrets) under the first of them, so the older keys
+can leave the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.fernet import InvalidToken
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+import audit
+from apikeys.services import apikey_secrets_reencrypt, ciphertext_reencrypt
+from idp.models import SigningKey
+
+
+@dataclass(frozen=True)
+class Reencrypted:
+    signing_keys: int
+    apikey_secrets: int
+
+    @property
+    def total(self) -> int:
+        return self.signing_keys + self.apikey_secrets
+
+
+@transaction.atomic
+def signing_keys_reencrypt() -> int:
+    """Re-encrypt every signing key's private half (next, active and retired) under the first of
+    KEY_ENCRYPTION_KEYS, locking each row. A row already under that key is left alone, so a second
+    run changes nothing. Returns how many were re-encrypted; raises ImproperlyConfigured, changing
+    nothing, when a row is under none of the configured keys."""
+    reencrypted = 0
+    for key in SigningKey.objects.select_for_update().order_by("pk").only("pk", "kid", "private_key_encrypted"):
+        try:
+            rotated = ciphertext_reencrypt(key.private_key_encrypted)
+        except InvalidToken:
+            raise ImproperlyConfigured(
+                f"signing key {key.kid} is encrypted under none of IDP_KEY_ENCRYPTION_KEYS"
+            ) from None
+        if rotated is None:
+            continue
+        key.private_key_encrypted = rotated
+        key.save(update_fields=["private_key_encrypted"])
+        reencrypted += 1
+    return reencrypted
+
+
+@transaction.atomic
+def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
+    """Re-encrypt every stored ciphertext under the first of KEY_ENCRYPTION_KEYS, in one
+    transaction: all rows or none. Safe to run twice (the second run finds nothing to do and
+    records nothing). With one key configured it is a no-op; with a ciphertext under none of the
+    keys it raises ImproperlyConfigured and changes nothing.
+
+    Every process must already have the new key in its list (new first, old after) before this
+    runs: afterwards a process knowing only the old key can no longer decrypt.
+    """
+    result = Reencrypted(signing_keys=signing_keys_reencrypt(), apikey_secrets=apikey_secrets_reencrypt())
+    if result.total:
+        # Counts only: never a key, nor anything derived from one.
+        audit.record(
+            audit.Action.ENCRYPTION_KEY_ROTATED,
+            actor=actor,
+            data={
+                "signing_keys": result.signing_keys,
+                "apikey_secrets": result.apikey_secrets,
+                "keys_configured": len(settings.KEY_ENCRYPTION_KEYS),
+            },
+        )
+    return result

@@ -29,6 +29,8 @@ class Action(StrEnum):
     ALERT_BRUTEFORCE = "alert.bruteforce"
     SIGNING_KEY_CREATED = "signing_key.created"
     SIGNING_KEY_ROTATED = "signing_key.rotated"
+    SIGNING_KEY_ROTATION_REQUESTED = "signing_key.rotation_requested"
+    SIGNING_KEY_WITHDRAWN = "signing_key.withdrawn"
     ENCRYPTION_KEY_ROTATED = "encryption_key.rotated"
     USER_CREATED = "user.created"
     USER_DEACTIVATED = "user.deactivated"

@@ -17,6 +17,11 @@ The header says where the export starts: P events come before its first event, t
 being ``prev_id`` with hash ``prev_hash`` (0 and 64 zeros for a whole chain). A checkpoint line
 follows the event that makes the chain N events long; only its JWS is trusted (its other members
 must agree with the signed payload). ``verify_export`` checks such a stream in one pass.
+
+A checkpoint signed by a key the provider has since withdrawn from its JWKS cannot be checked; it
+is passed over when a later checkpoint verifies, since that one's head covers every event before
+it. The latest checkpoint must always verify (the provider signs the head again whenever its
+checkpoint key rotates, long before the old key is withdrawn).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ def link(previous_hash: str, event: dict[str, Any]) -> str:
     return hashlib.sha256(previous_hash.encode("ascii") + canonical(event)).hexdigest()
 
 
+class KeyWithdrawn(ValueError):
+    """Raised by a checkpoint verifier for a checkpoint signed by a key the JWKS no longer holds."""
+
+
 @dataclass(frozen=True)
 class Break:
     """The first link that does not hold: at chain `position` (1-based; for a checkpoint, the
@@ -90,6 +99,10 @@ class Walk:
     checkpoints: int = 0
     # The length of the chain at the latest verified checkpoint: events after it are unsigned.
     signed_count: int = 0
+    # Checkpoints passed over because their key was withdrawn, and the first one not yet covered
+    # by a later verified checkpoint (a break if the walk ends there).
+    withdrawn: int = 0
+    uncovered: Break | None = None
 
 
 def walk(events: Iterable[dict[str, Any]], *, start: str = GENESIS, position: int = 0) -> Iterator[Walk]:
@@ -172,6 +185,16 @@ def verify_export(records: Iterable[dict[str, Any]], *, checkpoint_payload: Call
         elif kind == "checkpoint":
             try:
                 payload = checkpoint_payload(record.get("jws", ""))
+            except KeyWithdrawn as error:
+                state.withdrawn += 1
+                if state.uncovered is None:
+                    state.uncovered = Break(
+                        position=state.count,
+                        event_id=state.last_id,
+                        reason=f"the latest checkpoint cannot be checked: {error}",
+                        line=line,
+                    )
+                continue
             except ValueError as error:
                 reason = f"the checkpoint does not verify: {error}"
             else:
@@ -179,6 +202,7 @@ def verify_export(records: Iterable[dict[str, Any]], *, checkpoint_payload: Call
             if reason is None:
                 state.checkpoints += 1
                 state.signed_count = state.count
+                state.uncovered = None
             else:
                 state.broken = Break(position=state.count, event_id=state.last_id, reason=reason, line=line)
         else:
@@ -187,6 +211,7 @@ def verify_export(records: Iterable[dict[str, Any]], *, checkpoint_payload: Call
             )
         if state.broken is not None:
             return state
+    state.broken = state.uncovered
     return state
 
 

@@ -44,6 +44,9 @@ class ClientForm(forms.ModelForm):
             "allowed_scopes",
             "require_pkce",
             "skip_authorization",
+            "algorithm",
+            "access_token_format",
+            "access_token_audience",
             "is_active",
         ]
         help_texts = {
@@ -206,9 +209,18 @@ class ClientAdmin(ApplicationAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(admin.ModelAdmin):
-    list_display = ("kid", "algorithm", "status", "created_at")
+    list_display = ("kid", "algorithm", "status", "created_at", "activated_at", "rotate_at", "withdraw_at")
     list_filter = ("status", "algorithm")
-    readonly_fields = ("kid", "algorithm", "status", "created_at")
+    readonly_fields = (
+        "kid",
+        "algorithm",
+        "status",
+        "created_at",
+        "activated_at",
+        "rotate_at",
+        "retired_at",
+        "withdraw_at",
+    )
     exclude = ("private_key_encrypted",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

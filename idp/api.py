@@ -87,6 +87,13 @@ class ClientListCreateApi(GenericAPIView):
         )
         skip_consent = StrictBooleanField(required=False, default=False)
         require_pkce = StrictBooleanField(required=False, default=False)
+        id_token_signed_response_alg = serializers.ChoiceField(
+            choices=list(settings.SIGNING_ALGORITHMS), required=False, default="RS256"
+        )
+        access_token_format = serializers.ChoiceField(
+            choices=Application.AccessTokenFormat.values, required=False, default=Application.AccessTokenFormat.OPAQUE
+        )
+        access_token_audience = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
 
     class Output(serializers.Serializer):
         client = ClientOutput(source="application", read_only=True)

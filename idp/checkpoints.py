@@ -18,6 +18,7 @@ from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
 import audit
+from audit import chain
 from audit.models import AuditCheckpoint
 from idp.oauth.keys import signing_key_active, signing_keys_published
 
@@ -36,7 +37,7 @@ def audit_checkpoint_create(*, now: datetime) -> AuditCheckpoint | None:
     latest = audit.checkpoint_latest()
     if latest is not None and latest.head_hash == head.head:
         return latest
-    key = signing_key_active()
+    key = signing_key_active(CHECKPOINT_ALG)
     payload = {
         "iss": settings.ISSUER,
         "head": head.head,
@@ -68,7 +69,7 @@ def audit_checkpoint_verify(token: str, *, keys: jwk.JWKSet) -> dict[str, Any]:
         raise ValueError(f"not an {CHECKPOINT_ALG} {CHECKPOINT_TYP}")
     key = keys.get_key(str(header.get("kid", "")))
     if key is None:
-        raise ValueError(f"signed with key {header.get('kid')!r}, which the JWKS does not hold")
+        raise chain.KeyWithdrawn(f"signed with key {header.get('kid')!r}, which the JWKS does not hold")
     signed.allowed_algs = [CHECKPOINT_ALG]
     try:
         signed.verify(key, alg=CHECKPOINT_ALG)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from oauth2_provider.models import (
     AbstractAccessToken,
     AbstractApplication,
@@ -58,14 +59,34 @@ class DigestField(models.CharField):
 
 
 class Application(AbstractApplication):
-    """A client. Adds the per-client PKCE rule, registered scopes and an on/off switch."""
+    """A client. Adds the per-client PKCE rule, registered scopes, an on/off switch, the signing
+    algorithm of its ID tokens and the format of its access tokens."""
 
+    class AccessTokenFormat(models.TextChoices):
+        OPAQUE = "opaque", "Opaque (introspect to learn what it grants)"
+        JWT = "jwt", "JWT (RFC 9068, verifiable with the JWKS)"
+
+    # OIDC Dynamic Client Registration's id_token_signed_response_alg, set by an operator.
     algorithm = models.CharField(
+        "ID token signing algorithm",
         max_length=5,
-        choices=[(AbstractApplication.RS256_ALGORITHM, "RSA with SHA-2 256")],
+        choices=[("RS256", "RS256 (RSA, SHA-256)"), ("ES256", "ES256 (ECDSA P-256)"), ("EdDSA", "EdDSA (Ed25519)")],
         default=AbstractApplication.RS256_ALGORITHM,
+        help_text="id_token_signed_response_alg: ID tokens are signed with the active key of this algorithm.",
+    )
+    access_token_format = models.CharField(
+        max_length=6,
+        choices=AccessTokenFormat.choices,
+        default=AccessTokenFormat.OPAQUE,
+        help_text="Opaque tokens reveal nothing and are checked by introspection; JWT access tokens (RFC 9068) "
+        "are signed RS256 and can be verified by a resource server with the JWKS alone.",
+    )
+    access_token_audience = models.CharField(
+        max_length=255,
         blank=True,
-        help_text="ID tokens are signed RS256 with the provider's active signing key.",
+        default="",
+        help_text="The aud claim of this client's JWT access tokens: the resource server they are for. "
+        "Empty: this provider's issuer URL (its own API).",
     )
     require_pkce = models.BooleanField(
         default=False,
@@ -119,7 +140,7 @@ class Application(AbstractApplication):
     def jwk_key(self) -> Any:
         from idp.oauth.keys import signing_key_active  # the key service queries this app's models
 
-        return signing_key_active().jwk
+        return signing_key_active(self.algorithm).jwk
 
     def clean(self) -> None:
         errors: dict[str, list[ValidationError]] = {}
@@ -181,6 +202,9 @@ class AccessToken(AbstractAccessToken):
     # The claims request parameter (OIDC Core §5.5) of the authorization that issued the token,
     # so userinfo can honour its "userinfo" member.
     claims = models.JSONField(default=dict, blank=True)
+    # The jti of a JWT access token (RFC 9068), so that deleting the row - which is how DOT revokes
+    # a token - can put it on the deny-list (idp.models.RevokedJti). Empty for opaque tokens.
+    jti = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta(AbstractAccessToken.Meta):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
@@ -197,30 +221,60 @@ class IDToken(AbstractIDToken):
 
 
 class SigningKey(models.Model):
-    """A key that signs ID tokens. The private half is stored Fernet-encrypted with a key from the
-    environment (IDP_KEY_ENCRYPTION_KEYS); the public half is published in the JWKS."""
+    """A key that signs ID tokens, JWT access tokens and audit checkpoints. The private half is
+    stored Fernet-encrypted with a key from the environment (IDP_KEY_ENCRYPTION_KEYS); the public
+    half is published in the JWKS for the key's whole life.
+
+    Each algorithm has its own chain, moved on by idp.oauth.keys: `next` (published, signs
+    nothing yet) -> `active` (signs) -> `retired` (published until withdraw_at, when the last
+    token it signed has expired) -> deleted."""
 
     class Status(models.TextChoices):
         NEXT = "next", "Next (published, not yet signing)"
         ACTIVE = "active", "Active (signing)"
         RETIRED = "retired", "Retired (published until its tokens expire)"
 
+    class Algorithm(models.TextChoices):
+        RS256 = "RS256", "RS256 (RSA 2048, SHA-256)"
+        ES256 = "ES256", "ES256 (ECDSA P-256, SHA-256)"
+        EDDSA = "EdDSA", "EdDSA (Ed25519)"
+
     kid = models.CharField(max_length=64, unique=True)
-    algorithm = models.CharField(max_length=10, default="RS256")
+    algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.RS256)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     private_key_encrypted = models.TextField(editable=False)
     public_jwk = models.JSONField(editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)  # published from this moment
+    activated_at = models.DateTimeField(null=True, blank=True)
+    rotate_at = models.DateTimeField(null=True, blank=True)  # an active key: when its successor takes over
+    retired_at = models.DateTimeField(null=True, blank=True)
+    withdraw_at = models.DateTimeField(null=True, blank=True)  # a retired key: when it leaves the JWKS
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["status"], condition=models.Q(status="active"), name="idp_signingkey_one_active"
-            )
+                fields=["algorithm"], condition=models.Q(status="active"), name="idp_signingkey_one_active_per_alg"
+            ),
+            models.UniqueConstraint(
+                fields=["algorithm"], condition=models.Q(status="next"), name="idp_signingkey_one_next_per_alg"
+            ),
         ]
+        permissions = [("rotate_signingkey", "Can rotate signing keys now")]
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.kid} ({self.status})"
+
+
+class RevokedJti(models.Model):
+    """The deny-list of revoked JWT access tokens: one row per revoked token (never one per valid
+    token), kept only until the token would have expired anyway (idp.oauth.access_tokens)."""
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"revoked {self.jti}"
 
 
 class Consent(models.Model):

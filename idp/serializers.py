@@ -76,6 +76,7 @@ class ClientOutput(serializers.ModelSerializer):
         read_only=True,
         help_text="Until when the secret before the last rotation is accepted; null: only the current one is.",
     )
+    id_token_signed_response_alg = serializers.CharField(source="algorithm", read_only=True)
 
     class Meta:
         model = Application
@@ -89,6 +90,9 @@ class ClientOutput(serializers.ModelSerializer):
             "scopes",
             "skip_consent",
             "require_pkce",
+            "id_token_signed_response_alg",
+            "access_token_format",
+            "access_token_audience",
             "is_active",
             "previous_secret_expires_at",
             "created",

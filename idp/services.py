@@ -12,13 +12,14 @@ from django.contrib.auth.hashers import identify_hasher, make_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import revoke_access_token
+from oauth2_provider.models import clear_expired, revoke_access_token
 
 import audit
 from accounts.models import MANAGEMENT_PERMISSIONS
 from accounts.permissions import MANAGE_SCOPE
 from accounts.selectors import Caller
-from idp.models import AccessToken, Application, Consent, Grant, IDToken, RefreshToken
+from idp.models import AccessToken, Application, Consent, Grant, IDToken, RefreshToken, SigningKey
+from idp.oauth.access_tokens import jti_denylist_clean
 from idp.oauth.generators import ClientSecretGenerator
 
 # How long a rotated-out client secret may keep working, at most.
@@ -48,6 +49,9 @@ def client_create(
     scopes: list[str] = (),  # type: ignore[assignment]
     skip_consent: bool = False,
     require_pkce: bool = False,
+    id_token_signed_response_alg: str = SigningKey.Algorithm.RS256,
+    access_token_format: str = Application.AccessTokenFormat.OPAQUE,
+    access_token_audience: str = "",
     caller: Caller | None = None,
 ) -> IssuedClient:
     """Register a client. Returns its raw secret once; only the keyed hash is stored.
@@ -73,6 +77,9 @@ def client_create(
         allowed_scopes=" ".join(scopes),
         skip_authorization=skip_consent,
         require_pkce=require_pkce,
+        algorithm=id_token_signed_response_alg,
+        access_token_format=access_token_format,
+        access_token_audience=access_token_audience,
     )
     return client_register(application=application, actor=actor)
 
@@ -334,6 +341,13 @@ def _token_revoked(
         client_id=application.client_id,
         data={"reason": reason, "access_tokens": access_tokens, "refresh_tokens": refresh_tokens},
     )
+
+
+def tokens_clear_expired(*, now: datetime) -> int:
+    """DOT's cleartokens (expired and revoked tokens and grants, in batches), then the deny-list
+    rows of JWT access tokens that have expired since. Returns the deny-list rows removed."""
+    clear_expired()
+    return jti_denylist_clean(now=now)
 
 
 def code_reuse_revoke(*, grant: Grant, actor: audit.Actor) -> None:

@@ -254,6 +254,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Signing keys (idp.oauth.keys) ------------------------------------------------------------
+# Each algorithm has its own key chain: next (published, signs nothing) -> active -> retired
+# (published until the last token it signed has expired) -> deleted. RS256 is every OpenID
+# provider's baseline (OIDC Core §15.1) and signs JWT access tokens and audit checkpoints.
+SIGNING_ALGORITHMS = env_list("IDP_SIGNING_ALGORITHMS", default=["RS256", "ES256", "EdDSA"])
+if "RS256" not in SIGNING_ALGORITHMS or set(SIGNING_ALGORITHMS) - {"RS256", "ES256", "EdDSA"}:
+    raise ImproperlyConfigured("IDP_SIGNING_ALGORITHMS must include RS256 and name only RS256, ES256 and EdDSA.")
+# An active key is replaced this long after it started signing (Celery beat: rotate-signing-keys).
+SIGNING_KEY_ROTATION_SECONDS = env_int("IDP_SIGNING_KEY_ROTATION_SECONDS", default=30 * 24 * 3600, minimum=3600)
+# A next key is published at least this long before it signs: every relying party that honours
+# the JWKS max-age has then fetched it, so no token ever names a key its verifier has not seen.
+SIGNING_KEY_PREPUBLISH_SECONDS = env_int("IDP_SIGNING_KEY_PREPUBLISH_SECONDS", default=24 * 3600, minimum=60)
+JWKS_MAX_AGE_SECONDS = env_int("IDP_JWKS_MAX_AGE_SECONDS", default=300, minimum=0)
+if JWKS_MAX_AGE_SECONDS >= SIGNING_KEY_PREPUBLISH_SECONDS:
+    raise ImproperlyConfigured(
+        "IDP_JWKS_MAX_AGE_SECONDS must be shorter than IDP_SIGNING_KEY_PREPUBLISH_SECONDS: a relying party "
+        "caching the JWKS that long could miss a key before it starts signing."
+    )
+if SIGNING_KEY_PREPUBLISH_SECONDS >= SIGNING_KEY_ROTATION_SECONDS:
+    raise ImproperlyConfigured(
+        "IDP_SIGNING_KEY_PREPUBLISH_SECONDS must be shorter than IDP_SIGNING_KEY_ROTATION_SECONDS: the key "
+        "published at one rotation must be ready to sign by the next."
+    )
+
 # --- OAuth 2.0 / OpenID Connect (django-oauth-toolkit) ----------------------------------------
 OAUTH2_PROVIDER_APPLICATION_MODEL = "idp.Application"
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "idp.AccessToken"
@@ -321,6 +345,10 @@ OAUTH2_PROVIDER = {
     "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
     "REQUEST_APPROVAL_PROMPT": "force",  # remembered consent is ours: idp.models.Consent
     "CLIENT_SECRET_GENERATOR_CLASS": "idp.oauth.generators.ClientSecretGenerator",
+    # Opaque or RFC 9068 JWT access tokens, as each client is registered; refresh tokens are
+    # always opaque (oauthlib would otherwise mint them with the access token generator).
+    "ACCESS_TOKEN_GENERATOR": "idp.oauth.access_tokens.access_token_generate",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
     "APPLICATION_ADMIN_CLASS": "idp.admin.ClientAdmin",
     "ACCESS_TOKEN_ADMIN_CLASS": "idp.admin.AccessTokenAdmin",
     "REFRESH_TOKEN_ADMIN_CLASS": "idp.admin.RefreshTokenAdmin",
@@ -330,7 +358,7 @@ OAUTH2_PROVIDER = {
     "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
     "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": True,
     "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": True,
-    "OIDC_JWKS_MAX_AGE_SECONDS": env_int("IDP_JWKS_MAX_AGE_SECONDS", default=300, minimum=0),
+    "OIDC_JWKS_MAX_AGE_SECONDS": JWKS_MAX_AGE_SECONDS,
     "DCR_ENABLED": False,
     "CIMD_ENABLED": False,
 }

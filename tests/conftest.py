@@ -46,10 +46,11 @@ def _fresh_rate_limits_and_lockouts():
 @pytest.fixture
 def signing_key(db):
     import audit
-    from idp.oauth.keys import signing_key_ensure
+    from idp.models import SigningKey
+    from idp.oauth.keys import signing_keys_ensure
 
-    key, _ = signing_key_ensure(actor=audit.Actor.system("tests"))
-    return key
+    signing_keys_ensure(actor=audit.Actor.system("tests"))
+    return SigningKey.objects.get(status=SigningKey.Status.ACTIVE, algorithm=SigningKey.Algorithm.RS256)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from jwcrypto import jwk, jws, jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2.rfc6749 import errors
@@ -19,6 +21,7 @@ import audit
 from accounts.selectors import subject_access, user_standard_claims
 from idp import services
 from idp.models import AccessToken, Grant, RefreshToken
+from idp.oauth import access_tokens, keys
 
 
 class IdpValidator(OAuth2Validator):
@@ -207,6 +210,12 @@ class IdpValidator(OAuth2Validator):
         request.issued_access_token = access_token
         return access_token
 
+    def _set_token_value(self, token_instance: Any, raw_token: str) -> None:
+        super()._set_token_value(token_instance, raw_token)
+        if isinstance(token_instance, AccessToken):
+            # A JWT access token's row keeps its jti: deleting the row revokes it (idp.oauth.access_tokens).
+            token_instance.jti = access_tokens.unverified_jti(raw_token)
+
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         # DOT calls this inside transaction.atomic, so the tokens and the audit row commit together.
         if request.grant_type == "refresh_token":
@@ -226,6 +235,39 @@ class IdpValidator(OAuth2Validator):
         # does not: see there). Sent here instead, inside the transaction, with the token just made
         # and oauthlib's request: the audit app records token.issued / token.refreshed from it.
         app_authorized.send(sender=type(self), request=request, token=request.issued_access_token)
+
+    # --- ID tokens: signed with the active key of the algorithm the client registered
+    # (id_token_signed_response_alg), always with its kid, so a relying party picks the key from
+    # the JWKS by kid across rotations (DOT sets a kid for RS256 only).
+    def finalize_id_token(self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any) -> str:
+        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        id_token.update(**claims)
+        if "nonce" not in id_token and request.nonce:
+            id_token["nonce"] = request.nonce  # oauthlib bug #746, as DOT works around it
+        key = keys.signing_key_active(request.client.algorithm)
+        if key.algorithm == "EdDSA" and "at_hash" in id_token:
+            # OIDC Core §3.1.3.6 hashes with the alg's hash: SHA-512 for Ed25519 (Core errata 2).
+            # oauthlib always uses SHA-256, which is right for RS256 and ES256 only.
+            digest = hashlib.sha512(token["access_token"].encode("ascii")).digest()
+            id_token["at_hash"] = base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
+        header = {"typ": "JWT", "alg": key.algorithm, "kid": key.kid}
+        signed = jwt.JWT(header=json.dumps(header), claims=json.dumps(id_token, default=str))
+        signed.make_signed_token(key.jwk)
+        with transaction.atomic():
+            saved = self._save_id_token(id_token["jti"], request, expiration_time)
+        request.access_token = saved
+        request.id_token = saved
+        return signed.serialize()
+
+    def _get_key_for_token(self, token: str) -> Any:
+        # DOT verifies an ID token it is handed back (RP-initiated logout's id_token_hint) with its
+        # client's key; ours may be any published key, found by the token's kid. Parsed first as
+        # DOT does: what is not a JWS raises InvalidJWSObject, which DOT answers as a bad hint.
+        jws.JWS().deserialize(token)
+        key_set = jwk.JWKSet()
+        for public in keys.signing_keys_published():
+            key_set.add(jwk.JWK(**public))
+        return key_set
 
     # --- Claims: scopes release the standard claims the user has; the claims request parameter
     # (Core §5.5) can ask for single claims, released only if the client is registered for the

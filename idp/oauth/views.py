@@ -210,8 +210,8 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
         data.update(
             {
                 # Keys live in the database, which DOT's document cannot see (it looks for a PEM
-                # in settings and would otherwise announce HS256 only).
-                "id_token_signing_alg_values_supported": ["RS256"],
+                # in settings and would otherwise announce HS256 only): one chain per algorithm.
+                "id_token_signing_alg_values_supported": list(settings.SIGNING_ALGORITHMS),
                 "grant_types_supported": list(oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED),
                 "code_challenge_methods_supported": ["S256"],
                 "revocation_endpoint": self._get_endpoint_url(request, "revoke-token", required=True),

@@ -180,11 +180,14 @@ def test_create_client_rejects_unknown_grant_types_at_the_parser(db):
 def test_ensure_signing_key_is_idempotent_and_encrypts_the_private_key(db):
     first = run("ensure_signing_key")
     second = run("ensure_signing_key")
-    assert first.startswith("Created") and second.startswith("Active")
-    key = SigningKey.objects.get()
-    assert "PRIVATE KEY" not in key.private_key_encrypted
-    assert set(key.public_jwk) >= {"kty", "n", "e", "kid"}
-    assert "d" not in key.public_jwk, "the published key holds no private part"
+    assert first.count("Created") == 6, "an active and a next key for each of RS256, ES256 and EdDSA"
+    assert "Created" not in second and second.count("Active") == 3
+    chains = {(key.algorithm, key.status) for key in SigningKey.objects.all()}
+    assert chains == {(alg, status) for alg in ("RS256", "ES256", "EdDSA") for status in ("active", "next")}
+    for key in SigningKey.objects.all():
+        assert "PRIVATE KEY" not in key.private_key_encrypted
+        assert {"kid", "alg", "use", "kty"} <= set(key.public_jwk) and key.public_jwk["alg"] == key.algorithm
+        assert "d" not in key.public_jwk, "the published key holds no private part"
 
 
 def test_bootstrap_demo_prints_working_credentials_once(db):

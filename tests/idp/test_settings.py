@@ -103,6 +103,11 @@ def test_production_settings_are_strict():
         ({"IDP_DEBUG": "maybe"}, "IDP_DEBUG"),
         ({"IDP_ACCESS_TOKEN_SECONDS": "ten"}, "IDP_ACCESS_TOKEN_SECONDS"),
         ({"IDP_ENV": "staging"}, "IDP_ENV"),
+        ({"IDP_JWKS_MAX_AGE_SECONDS": "86400"}, "IDP_JWKS_MAX_AGE_SECONDS must be shorter"),
+        ({"IDP_SIGNING_KEY_PREPUBLISH_SECONDS": "60"}, "IDP_JWKS_MAX_AGE_SECONDS must be shorter"),
+        ({"IDP_SIGNING_KEY_ROTATION_SECONDS": "3600"}, "IDP_SIGNING_KEY_PREPUBLISH_SECONDS must be shorter"),
+        ({"IDP_SIGNING_ALGORITHMS": "ES256"}, "IDP_SIGNING_ALGORITHMS"),
+        ({"IDP_SIGNING_ALGORITHMS": "RS256,HS256"}, "IDP_SIGNING_ALGORITHMS"),
     ],
 )
 def test_production_refuses_to_start_with_a_clear_message(overrides, named):

@@ -83,7 +83,9 @@ def rotation_events() -> list[AuditEvent]:
 
 def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, stored):
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY, *old_keys]
-    assert json.loads(rotate("--json")) == {"signing_keys": 1, "apikey_secrets": 1}
+    signing_keys = SigningKey.objects.count()  # every algorithm's active and next key
+    assert signing_keys == 6
+    assert json.loads(rotate("--json")) == {"signing_keys": signing_keys, "apikey_secrets": 1}
 
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY]  # the old key leaves the environment
     new = Fernet(NEW_KEY.encode())
@@ -91,7 +93,7 @@ def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, 
     assert_signs_and_reveals(stored)
     [event] = rotation_events()
     assert (event.actor_type, event.actor_id) == ("system", "rotate_encryption_key")
-    assert event.data == {"signing_keys": 1, "apikey_secrets": 1, "keys_configured": 1 + len(old_keys)}
+    assert event.data == {"signing_keys": signing_keys, "apikey_secrets": 1, "keys_configured": 1 + len(old_keys)}
 
 
 def test_without_rotation_the_new_key_alone_cannot_decrypt(settings, stored):

@@ -20,6 +20,18 @@ class Command(BaseCommand):
         parser.add_argument("--scope", action="append", default=[], dest="scopes")
         parser.add_argument("--skip-consent", action="store_true")
         parser.add_argument("--require-pkce", action="store_true", help="require PKCE of this confidential client")
+        parser.add_argument(
+            "--id-token-alg", default="RS256", choices=["RS256", "ES256", "EdDSA"], help="id_token_signed_response_alg"
+        )
+        parser.add_argument(
+            "--access-token-format",
+            default="opaque",
+            choices=["opaque", "jwt"],
+            help="opaque (the default) or RFC 9068 JWT access tokens",
+        )
+        parser.add_argument(
+            "--access-token-audience", default="", help="aud of its JWT access tokens (default: issuer)"
+        )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -33,6 +45,9 @@ class Command(BaseCommand):
                 scopes=options["scopes"],
                 skip_consent=options["skip_consent"],
                 require_pkce=options["require_pkce"],
+                id_token_signed_response_alg=options["id_token_alg"],
+                access_token_format=options["access_token_format"],
+                access_token_audience=options["access_token_audience"],
                 actor=audit.Actor.system("create_client"),
             )
         except ValidationError as exc:

@@ -3,12 +3,21 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 import audit
-from idp.oauth.keys import signing_key_ensure
+from idp.models import SigningKey
+from idp.oauth.keys import signing_keys_ensure
 
 
 class Command(BaseCommand):
-    help = "Create the RS256 signing key if there is no active one. Safe to run on every start."
+    help = (
+        "Give every configured signing algorithm (IDP_SIGNING_ALGORITHMS) an active and a pre-published "
+        "next key. Safe to run on every start: with the key chains complete it changes nothing."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        key, created = signing_key_ensure(actor=audit.Actor.system("ensure_signing_key"))
-        self.stdout.write(f"{'Created' if created else 'Active'} signing key {key.kid}")
+        created = signing_keys_ensure(actor=audit.Actor.system("ensure_signing_key"))
+        for key in created:
+            self.stdout.write(f"Created {key.status} {key.algorithm} signing key {key.kid}")
+        for kid, algorithm in SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).values_list(
+            "kid", "algorithm"
+        ):
+            self.stdout.write(f"Active {algorithm} signing key {kid}")

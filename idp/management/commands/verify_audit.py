@@ -76,6 +76,11 @@ class Command(BaseCommand):
             self.stdout.write(f"{state.checkpoints} checkpoints verified, the latest after event {state.signed_count}")
             if state.count > state.signed_count:
                 self.stdout.write(f"{state.count - state.signed_count} events after it are not yet signed")
+        if state.withdrawn:
+            self.stdout.write(
+                f"{state.withdrawn} earlier checkpoints are signed by keys since withdrawn from the JWKS; "
+                "a later verified checkpoint covers their events"
+            )
 
     def _verify_file(self, name: str, keys: jwk.JWKSet) -> chain.Walk:
         if name == "-":

@@ -4,7 +4,7 @@ from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from idp import api, views
+from idp import api, dashboard, views
 
 
 class ClientIdConverter:
@@ -50,6 +50,13 @@ urlpatterns = [
     path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Staff pages on the dashboard that act on idp's own keys; before the include, so they win.
+    path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),
+    path(
+        "dashboard/signing-keys/<str:algorithm>/rotate/",
+        dashboard.SigningKeyRotateView.as_view(),
+        name="signing-key-rotate",
+    ),
     path("dashboard/", include("apikeys.urls")),
     path("api/v1/", include(api_v1)),
     # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN;

@@ -1,0 +1,129 @@
+"""The staff page of signing keys in a real browser: Debian's chromium, headless, driven by
+Playwright's sync API against the live server. A staff member who may rotate keys signs in
+through the sign-in page, follows the dashboard's nav link and presses "Rotate now" for ES256;
+the page and the database agree that the former next key signs. The page breaks no CSP rule.
+
+Never `playwright install`: .ci/run installs chromium from Debian, at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connections
+from django.utils import timezone
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+import audit
+from audit.models import AuditEvent
+from idp.models import SigningKey
+from idp.oauth.keys import signing_keys_ensure
+from tests.factories import USER_PASSWORD, make_user
+
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """Playwright's sync API keeps an event loop running in the test's thread, and Django refuses
+    ORM calls from a thread with a running loop. The test calls the ORM between browser steps
+    (there is no concurrency: the browser waits), so this module, and only it, allows that."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield browser
+        browser.close()
+        # While the loop runs, Django keeps this thread's connections apart (asgiref's Local acts
+        # as a context variable), so the ORM calls above opened their own: close them before the
+        # loop stops, or they outlive the test and block dropping the test database.
+        connections.close_all()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def old_keys(transactional_db, settings):
+    """Every chain made two days ago: each next key has been published longer than the window."""
+    settings.SIGNING_KEY_PREPUBLISH_SECONDS = 24 * 3600
+    signing_keys_ensure(actor=audit.Actor.system("tests"), now=timezone.now() - timedelta(days=2))
+
+
+@pytest.fixture
+def key_keeper(transactional_db):
+    """Staff, holding idp.rotate_signingkey and nothing else."""
+    user = make_user()
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="idp", codename="rotate_signingkey"))
+    return user
+
+
+def chain(algorithm: str) -> dict[str, str]:
+    keys = SigningKey.objects.filter(algorithm=algorithm).exclude(status=SigningKey.Status.RETIRED)
+    return {key.status: key.kid for key in keys}
+
+
+def test_staff_rotate_es256_now_in_a_browser(live_server, page, old_keys, key_keeper):
+    base_url = live_server.url
+    before = chain("ES256")
+    others = {algorithm: chain(algorithm) for algorithm in ("RS256", "EdDSA")}
+    csp_errors: list[str] = []
+    page.on("console", lambda message: _keep_csp_error(message, csp_errors))
+
+    # Signed out, the dashboard sends a person to the real sign-in page.
+    page.goto(f"{base_url}/dashboard/")
+    expect(page).to_have_url(f"{base_url}/accounts/login/?next=/dashboard/")
+    page.get_by_label("Username").fill(key_keeper.username)
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base_url}/dashboard/")
+
+    page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Signing keys").click()
+    expect(page).to_have_url(f"{base_url}/dashboard/signing-keys/")
+    expect(page.get_by_role("heading", name="Signing keys", level=1)).to_be_visible()
+    es256 = page.locator('section[data-algorithm="ES256"]')
+    expect(es256.locator(f'tr[data-kid="{before["active"]}"]')).to_have_attribute("data-status", "active")
+    expect(es256.locator(f'tr[data-kid="{before["next"]}"]')).to_have_attribute("data-status", "next")
+
+    es256.get_by_role("button", name="Rotate now").click()
+
+    expect(page).to_have_url(f"{base_url}/dashboard/signing-keys/")
+    expect(page.get_by_role("status")).to_contain_text(f"ES256: key {before['next']} now signs;")
+    expect(es256.locator(f'tr[data-kid="{before["next"]}"]')).to_have_attribute("data-status", "active")
+    expect(es256.locator(f'tr[data-kid="{before["active"]}"]')).to_have_attribute("data-status", "retired")
+    expect(es256.locator("tr[data-status=next]")).to_have_count(1)
+
+    # The database agrees, and the staff member is on record as the one who rotated.
+    after = chain("ES256")
+    assert after["active"] == before["next"]
+    assert after["next"] not in before.values()
+    assert SigningKey.objects.get(kid=before["active"]).status == SigningKey.Status.RETIRED
+    event = AuditEvent.objects.get(action="signing_key.rotated")
+    assert (event.actor_type, event.actor_id) == ("user", str(key_keeper.pk))
+    assert {algorithm: chain(algorithm) for algorithm in others} == others
+
+    # The page fits a phone's screen, and nothing on it needed an inline script or style.
+    page.set_viewport_size(PHONE)
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert csp_errors == []
+
+
+def _keep_csp_error(message: ConsoleMessage, errors: list[str]) -> None:
+    if message.type == "error" and "Content Security Policy" in message.text:
+        errors.append(message.text)

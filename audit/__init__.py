@@ -135,7 +135,9 @@ def record(
     request = context.current()
     # What the database gives back must hash the same: plain JSON values only.
     payload = json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder))
-    with transaction.atomic():
+    # No savepoint: inside the caller's transaction (the usual case) a failed append must roll the
+    # whole change back anyway, and a savepoint would cost two more round trips per event.
+    with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])

@@ -30,6 +30,14 @@ def _real_services_only(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_published_keys():
+    """Each test database starts without keys: no process-local copy of another test's JWKS."""
+    from idp.oauth.keys import signing_keys_published_forget
+
+    signing_keys_published_forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits_and_lockouts():
     """No rate-limit counter or sign-in lockout left from another test: Redis outlives test
     databases. Tests of the limits lower them in settings."""

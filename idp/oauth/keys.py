@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,9 +96,30 @@ def signing_key_active(algorithm: str = SigningKey.Algorithm.RS256) -> ActiveKey
     return ActiveKey(kid=kid, algorithm=algorithm, jwk=_decrypt(kid, encrypted))
 
 
+# The published set is read on every JWKS request and every id_token_hint, and changes a few times
+# a month. Each process keeps it for PUBLISHED_TTL_SECONDS at most, and forgets it at once when it
+# changes a key itself. Another process may serve the set before a change for those seconds, which
+# the lifecycle makes harmless: a key is published a day before it signs, so a new key missing for
+# seconds has signed nothing yet, and a withdrawn key lingering for seconds verifies only tokens
+# that have expired.
+PUBLISHED_TTL_SECONDS = 10
+_published: tuple[float, list[dict[str, Any]]] | None = None
+
+
 def signing_keys_published() -> list[dict[str, Any]]:
     """Public JWKs of every key relying parties may meet: next, active and retired."""
-    return list(SigningKey.objects.order_by("algorithm", "-created_at").values_list("public_jwk", flat=True))
+    global _published
+    cached = _published
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
+    keys = list(SigningKey.objects.order_by("algorithm", "-created_at").values_list("public_jwk", flat=True))
+    _published = (time.monotonic() + PUBLISHED_TTL_SECONDS, keys)
+    return keys
+
+
+def signing_keys_published_forget() -> None:
+    global _published
+    _published = None
 
 
 def signing_key_verifier(kid: str) -> tuple[str, jwk.JWK] | None:
@@ -144,6 +166,7 @@ def _create(algorithm: str, status: str, *, now: datetime, actor: audit.Actor) -
         key.activated_at = now
         key.rotate_at = now + timedelta(seconds=settings.SIGNING_KEY_ROTATION_SECONDS)
     key.save()
+    signing_keys_published_forget()
     audit.record(
         audit.Action.SIGNING_KEY_CREATED,
         actor=actor,
@@ -168,6 +191,7 @@ def _rotate(current: SigningKey, upcoming: SigningKey, *, now: datetime, actor: 
     upcoming.activated_at = now
     upcoming.rotate_at = now + timedelta(seconds=settings.SIGNING_KEY_ROTATION_SECONDS)
     upcoming.save(update_fields=["status", "activated_at", "rotate_at"])
+    signing_keys_published_forget()
     audit.record(
         audit.Action.SIGNING_KEY_ROTATED,
         actor=actor,
@@ -209,6 +233,7 @@ def _withdraw_expired(*, now: datetime, actor: audit.Actor) -> list[str]:
             data={"kid": key.kid, "algorithm": key.algorithm},
         )
         key.delete()  # the private half goes with the row: nothing it signed is still valid
+        signing_keys_published_forget()
     return withdrawn
 
 

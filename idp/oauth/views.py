@@ -203,9 +203,25 @@ class TokenView(dot_views.TokenView):
 
 
 class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
-    """DOT's discovery document, corrected for what this provider really supports."""
+    """DOT's discovery document, corrected for what this provider really supports.
+
+    The document follows from settings and the issuer alone, so each process builds it once per
+    issuer (one in production; in development the issuer is the request's host) and serves the
+    same bytes after that: every process derives the same document."""
+
+    _documents: dict[str, bytes] = {}
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        issuer = oauth2_settings.oidc_issuer(request)
+        document = self._documents.get(issuer)
+        if document is None:
+            document = json.dumps(self._document(request, *args, **kwargs)).encode()
+            if len(self._documents) >= 16:  # development: any port of an allowed host is an issuer
+                self._documents.clear()
+            self._documents[issuer] = document
+        return HttpResponse(document, content_type="application/json")
+
+    def _document(self, request: HttpRequest, *args: Any, **kwargs: Any) -> dict[str, Any]:
         data = json.loads(super().get(request, *args, **kwargs).content)
         data.update(
             {
@@ -227,7 +243,7 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
             }
         )
         data["claims_supported"] = sorted(data["claims_supported"] + ["iss", "aud", "exp", "iat", "auth_time", "nonce"])
-        return JsonResponse(data)
+        return data
 
 
 @method_decorator(csrf_exempt, name="dispatch")

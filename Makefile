@@ -7,7 +7,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/idp)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 
-.PHONY: install run test lint security check-deploy clean
+.PHONY: install run test lint security check-deploy clean bench
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,16 @@ test: install
 	@DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m idp.devenv check-services
 	IDP_ENV=development IDP_DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) \
 		$(BIN)/pytest $(PYTEST_ARGS)
+
+# A third, optional command: throughput and latency under load, the server started as in
+# production (docs/performance.md). Needs wrk, the local PostgreSQL and Redis; owns the database
+# idp_bench and Redis database 13. Prints a table and writes it to bench/results/latest.md.
+BENCH_DURATION ?= 4
+BENCH_WARMUP ?= 1
+BENCH_RUNS ?= 3
+bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y wrk; }
+	$(BIN)/python -m bench.run --duration $(BENCH_DURATION) --warmup $(BENCH_WARMUP) --runs $(BENCH_RUNS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -546,6 +546,11 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# --- Benchmark ---------------------------------------------------------------------------------
+# Routes the benchmark's floor views (/bench/floor-hello, /bench/floor-db; idp.bench_views). Only
+# `make bench` turns it on, against its own throwaway database; off everywhere else.
+BENCH_FLOORS = env_bool("IDP_BENCH_FLOORS", default=False)
+
 # --- Misc ----------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

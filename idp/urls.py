@@ -1,10 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from idp import api, dashboard, views
+from idp import api, bench_views, dashboard, views
 
 
 class ClientIdConverter:
@@ -69,6 +70,13 @@ urlpatterns = [
         name="api-docs",
     ),
 ]
+
+if settings.BENCH_FLOORS:
+    # The benchmark's floors (idp.bench_views), routed only when `make bench` asks for them.
+    urlpatterns += [
+        path("bench/floor-hello", bench_views.floor_hello, name="bench-floor-hello"),
+        path("bench/floor-db", bench_views.floor_db, name="bench-floor-db"),
+    ]
 
 handler400 = "idp.errors.handler400"
 handler403 = "idp.errors.handler403"

@@ -1,0 +1,694 @@
+"""`make bench`: the provider's throughput and latency under load, as it runs in production.
+
+What it does, in order (docs/performance.md explains the why):
+
+1. A fresh PostgreSQL database (idp_bench, dropped first) and Redis database 13 (flushed);
+   migrate and ensure_signing_key there, with the server's environment.
+2. `bench_seed`: three clients, a user, 1,000 access tokens and 1,000 API keys.
+3. The server exactly as the Procfile's `web:` line starts it, IDP_ENV=production, on a free
+   loopback port; wrk (Lua: bench/lua/bench.lua) sends what the TLS proxy would forward.
+4. Introspection (opaque token, API key) with 1,000 stored; then fillers up to 1,000,000 of each,
+   and the single-use codes and refresh tokens; then every row, floors first.
+5. One table to stdout and bench/results/latest.md; the web workers' memory; the server stopped.
+
+Exit status 0 when the harness ran, whatever the numbers (the table says FAIL); 1 when the harness
+itself failed: a server that does not start, a seeding error, a row whose check request is not 200.
+
+Standard library plus psycopg and redis (both in requirements.txt); run with the project's venv:
+    .venv/bin/python -m bench.run --duration 4 --warmup 1 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+LUA = ROOT / "bench" / "lua" / "bench.lua"
+RESULTS = ROOT / "bench" / "results" / "latest.md"
+WORK = ROOT / "var" / "bench"  # seeds, credential lists, the server's log (var/ is git-ignored)
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idp_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+HOST = "id.bench.test"
+ISSUER = f"https://{HOST}"
+# What the TLS proxy (deploy/Caddyfile) adds to every request it forwards: without the scheme,
+# production redirects to https; the client address is a documentation one (RFC 5737).
+PROXY_HEADERS = {"Host": HOST, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+# The development secrets `python -m idp.devenv write-env` keeps in .env; nothing else is read from it.
+SECRETS = ("IDP_SECRET_KEY", "IDP_KEY_ENCRYPTION_KEYS", "IDP_CLIENT_SECRET_PEPPER", "IDP_API_KEY_PEPPER")
+# Every entry of settings.IDP_RATE_LIMITS (read from the settings, so a new one is covered) is
+# raised to this, so the benchmark never meets a limit; the limiter itself still runs.
+RATE_LIMIT = "1000000/minute"
+SMALL_SCALE, LARGE_SCALE = 1_000, 1_000_000
+THREADS = 2
+CONNECTIONS = (32, 8)  # targets apply at 32; 8 shows the server below saturation
+# Codes and refresh tokens are single-use; seeded for this rate at first, topped up when a row
+# turns out faster (measured on its previous run).
+SINGLE_USE_RATE_GUESS = 1_500
+SINGLE_USE_MARGIN = 1.5
+# wrk's default (2 s) drops slow requests from the latency record and counts them as errors
+# only; this long, a slow request is measured instead.
+WRK_TIMEOUT = "10s"
+P99_TARGET_MS = 50.0
+SCALE_TARGET = 1.3
+
+
+class HarnessError(Exception):
+    """The benchmark could not measure (not: the numbers are bad)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    method: str
+    path: str
+    client: str | None = None  # which seeded client authenticates (HTTP Basic)
+    body: str = ""  # form-encoded; "{cred}" stands for the credential
+    creds: str | None = None  # the seed file's list the credentials come from
+    bearer: bool = False
+    single_use: bool = False
+    floor: str | None = None
+    target: float | None = None  # at least this fraction of the floor, at 32 connections
+    check: Callable[[dict[str, Any]], bool] = lambda answer: True
+
+
+@dataclass
+class Result:
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def median(self, key: str) -> float:
+        return statistics.median(run[key] for run in self.runs)
+
+    @property
+    def rps(self) -> float:
+        return self.median("rps")
+
+    @property
+    def p50_ms(self) -> float:
+        return self.median("p50_us") / 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return self.median("p99_us") / 1000
+
+    @property
+    def errors(self) -> int:
+        return sum(run["errors"] for run in self.runs)
+
+
+def rows(seed: dict[str, Any]) -> list[Row]:
+    web = seed["clients"]["web"]
+    code_body = urlencode(
+        {
+            "grant_type": "authorization_code",
+            "redirect_uri": web["redirect_uri"],
+            "code_verifier": seed["code_verifier"],
+        }
+    )
+    return [
+        Row("floor-hello", "GET", "/bench/floor-hello", check=lambda a: a.get("ok") is True),
+        Row(
+            "floor-db",
+            "GET",
+            "/bench/floor-db?" + urlencode({"client_id": seed["clients"]["machine"]["client_id"]}),
+            check=lambda a: a.get("ok") is True,
+        ),
+        Row(
+            "client_credentials token",
+            "POST",
+            "/oauth/token/",
+            client="machine",
+            body="grant_type=client_credentials&scope=profile",
+            floor="floor-db",
+            target=0.5,
+            check=lambda a: "access_token" in a,
+        ),
+        Row(
+            "authorization-code exchange",
+            "POST",
+            "/oauth/token/",
+            client="web",
+            body=code_body + "&code={cred}",
+            creds="codes",
+            single_use=True,
+            floor="floor-db",
+            target=0.4,
+            check=lambda a: "id_token" in a and "refresh_token" in a,
+        ),
+        Row(
+            "refresh",
+            "POST",
+            "/oauth/token/",
+            client="web",
+            body="grant_type=refresh_token&refresh_token={cred}",
+            creds="refresh_tokens",
+            single_use=True,
+            floor="floor-db",
+            target=0.4,
+            check=lambda a: "access_token" in a and "refresh_token" in a,
+        ),
+        Row(
+            "introspection (opaque token)",
+            "POST",
+            "/oauth/introspect/",
+            client="resource_server",
+            body="token={cred}",
+            creds="access_tokens",
+            floor="floor-db",
+            target=0.8,
+            check=lambda a: a.get("active") is True,
+        ),
+        Row(
+            "introspection (API key)",
+            "POST",
+            "/oauth/introspect/",
+            client="resource_server",
+            body="token={cred}",
+            creds="api_keys",
+            floor="floor-db",
+            target=0.8,
+            check=lambda a: a.get("active") is True and a.get("token_type") == "api_key",
+        ),
+        Row(
+            "JWKS",
+            "GET",
+            "/.well-known/jwks.json",
+            floor="floor-hello",
+            target=0.9,
+            check=lambda a: bool(a.get("keys")),
+        ),
+        Row(
+            "discovery",
+            "GET",
+            "/.well-known/openid-configuration",
+            floor="floor-hello",
+            target=0.9,
+            check=lambda a: a.get("issuer") == ISSUER,
+        ),
+        # Reads the user and releases claims: compared with floor-db, without a ratio target.
+        Row(
+            "userinfo",
+            "GET",
+            "/oauth/userinfo/",
+            creds="access_tokens",
+            bearer=True,
+            floor="floor-db",
+            check=lambda a: "sub" in a,
+        ),
+    ]
+
+
+class Bench:
+    def __init__(self, *, duration: int, warmup: int, runs: int, large: int) -> None:
+        self.duration, self.warmup, self.runs, self.large = duration, warmup, runs, large
+        self.env = server_env()
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_log: Any = None
+        self.port = 0
+        self.command = ""
+        self.seed: dict[str, Any] = {}
+        self.seed_file = WORK / "seed-small.json"
+        self.cursor: dict[str, int] = {"codes": 1, "refresh_tokens": 1}  # next unused line, per single-use list
+        self.last_rate: dict[str, float] = {}
+
+    # --- Setting up ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        WORK.mkdir(parents=True, exist_ok=True)
+        for stale in WORK.iterdir():  # the last run's, kept until now for inspection
+            stale.unlink()
+        (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # WhiteNoise's root; no files needed
+        parts = urlsplit(DATABASE_URL)
+        name = parts.path.lstrip("/")
+        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        step("migrate", [PYTHON, "manage.py", "migrate", "--no-input", "--verbosity", "0"], env=self.env)
+        step("ensure_signing_key", [PYTHON, "manage.py", "ensure_signing_key"], env=self.env)
+
+    def seed_small(self) -> None:
+        step(
+            f"seed {SMALL_SCALE:,} tokens and keys",
+            [PYTHON, "manage.py", "bench_seed", "--scale", str(SMALL_SCALE), "--single-use", "0"]
+            + ["--out", str(self.seed_file)],
+            env=self.env,
+        )
+        self.load_seed(self.seed_file)
+
+    def seed_large(self) -> None:
+        needed = self.single_use_needed(SINGLE_USE_RATE_GUESS)
+        self.extend(self.large, needed, f"fill to {self.large:,} tokens and keys, seed {needed:,} codes and refreshes")
+
+    def extend(self, scale: int, single_use: int, what: str) -> None:
+        out = WORK / f"seed-{int(time.time() * 1000)}.json"
+        step(
+            what,
+            [PYTHON, "manage.py", "bench_seed", "--extend", str(self.seed_file), "--scale", str(scale)]
+            + ["--single-use", str(single_use), "--out", str(out)],
+            env=self.env,
+        )
+        self.seed_file = out
+        self.load_seed(out)
+
+    def load_seed(self, path: Path) -> None:
+        self.seed = json.loads(path.read_text())
+        for name in ("access_tokens", "api_keys", "codes", "refresh_tokens"):
+            listed = WORK / f"{name}.txt"
+            listed.touch(mode=0o600)  # raw credentials, if only of a throwaway database
+            listed.write_text("".join(f"{value}\n" for value in self.seed[name]))
+
+    def single_use_needed(self, rate: float) -> int:
+        """Credentials one single-use row consumes at `rate` requests/s, with a margin."""
+        seconds = (self.warmup + self.runs * self.duration) + (self.warmup + self.duration)
+        return math.ceil(rate * seconds * SINGLE_USE_MARGIN)
+
+    def start_server(self) -> None:
+        self.port = free_port()
+        template = procfile_command("web")
+        self.command = template
+        argv = shlex.split(template.replace("${IDP_PORT}", str(self.port)).replace("$IDP_PORT", str(self.port)))
+        self.server_log = (WORK / "server.log").open("wb")
+        # The access log (--access-logfile -) goes to stdout, here /dev/null: written and paid
+        # for as in production, not kept. The error log and Django's logging go to stderr.
+        self.server = subprocess.Popen(  # noqa: S603 - the project's own Procfile command
+            argv, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.server_log, start_new_session=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                raise HarnessError(f"the server exited with {self.server.returncode}:\n{tail(WORK / 'server.log')}")
+            try:
+                status, _ = self.request("GET", "/healthz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise HarnessError(f"the server did not answer /healthz within 60 s:\n{tail(WORK / 'server.log')}")
+
+    def stop_server(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)  # gunicorn's graceful shutdown
+            try:
+                self.server.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+        if self.server_log is not None:
+            self.server_log.close()
+
+    def worker_rss_kib(self) -> list[tuple[int, int]]:
+        """(pid, VmRSS in KiB) of each of the server master's child processes."""
+        assert self.server is not None
+        master = self.server.pid
+        children_file = Path(f"/proc/{master}/task/{master}/children")
+        if children_file.exists():
+            pids = [int(pid) for pid in children_file.read_text().split()]
+        else:
+            pids = [
+                int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _ppid(entry) == master
+            ]
+        found = []
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    found.append((pid, int(line.split()[1])))
+        return found
+
+    # --- Requests -----------------------------------------------------------------------------
+    def headers(self, row: Row) -> dict[str, str]:
+        headers = dict(PROXY_HEADERS)
+        if row.client:
+            client = self.seed["clients"][row.client]
+            headers["Authorization"] = basic_auth(client["client_id"], client["client_secret"])
+        if row.method == "POST":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return headers
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: str = ""
+    ) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body or None, headers=headers or PROXY_HEADERS)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def check(self, row: Row) -> None:
+        """One request as wrk will send it; anything but a 200 with the expected answer stops the run."""
+        headers = self.headers(row)
+        body = row.body
+        if row.creds:
+            credential = self.take(row, 1) if row.single_use else self.seed[row.creds][0]
+            body = body.replace("{cred}", credential)
+            if row.bearer:
+                headers["Authorization"] = f"Bearer {credential}"
+        status, content = self.request(row.method, row.path, headers, body)
+        try:
+            answer = json.loads(content)
+        except ValueError:
+            answer = None
+        if status != 200 or not isinstance(answer, dict) or not row.check(answer):
+            raise HarnessError(
+                f"{row.name}: the check request {row.method} {row.path} answered {status}:\n"
+                f"{content.decode(errors='replace')[:2000]}\n(server log: {WORK / 'server.log'})"
+            )
+
+    def take(self, row: Row, count: int) -> str:
+        """Use up `count` single-use credentials of the row's list; returns the first."""
+        assert row.creds is not None
+        start = self.cursor[row.creds]
+        self.cursor[row.creds] = start + count
+        return self.seed[row.creds][start - 1]
+
+    # --- Load ---------------------------------------------------------------------------------
+    def wrk(self, row: Row, connections: int, seconds: int) -> dict[str, Any]:
+        if row.single_use:
+            self.ensure_single_use(row, seconds)
+        env = {
+            **os.environ,
+            "BENCH_METHOD": row.method,
+            "BENCH_BODY": row.body,
+            "BENCH_BEARER": "1" if row.bearer else "0",
+            "BENCH_CREDS": str(WORK / f"{row.creds}.txt") if row.creds else "",
+            "BENCH_START": str(self.cursor.get(row.creds or "", 1)),
+            "BENCH_SINGLE_USE": "1" if row.single_use else "0",
+            "BENCH_THREADS": str(THREADS),
+        }
+        argv = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s", "--timeout", WRK_TIMEOUT]
+        argv += ["-s", str(LUA)]
+        for name, value in self.headers(row).items():
+            argv += ["-H", f"{name}: {value}"]
+        argv.append(f"http://127.0.0.1:{self.port}{row.path}")
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)  # noqa: S603
+        lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+        if done.returncode != 0 or not lines:
+            raise HarnessError(f"{row.name}: wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        run = json.loads(lines[-1].removeprefix("BENCH_JSON "))
+        if row.single_use:
+            self.cursor[row.creds] += THREADS * run["used"]  # type: ignore[index]
+            if run["exhausted"]:
+                raise HarnessError(f"{row.name}: ran out of single-use credentials; the top-up guessed too low")
+        run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
+        run["errors"] = sum(run[kind] for kind in ("connect", "read", "write", "status", "timeout"))
+        self.last_rate[row.name] = max(self.last_rate.get(row.name, 0.0), run["rps"])
+        return run
+
+    def ensure_single_use(self, row: Row, seconds: int) -> None:
+        """Enough unused codes or refresh tokens for this run at the row's best rate so far."""
+        assert row.creds is not None
+        rate = self.last_rate.get(row.name, SINGLE_USE_RATE_GUESS)
+        wanted = math.ceil(rate * seconds * SINGLE_USE_MARGIN) + THREADS
+        left = len(self.seed[row.creds]) - self.cursor[row.creds] + 1
+        if left < wanted:
+            more = max(self.single_use_needed(rate), wanted)
+            self.extend(self.seed["scale"], more, f"top up {more:,} codes and refreshes ({row.name} is fast)")
+
+    def measure(self, row: Row, connections: int, runs: int) -> Result:
+        if self.warmup:
+            self.wrk(row, connections, self.warmup)  # warm-up: connections, caches, pools; not kept
+        result = Result()
+        for _ in range(runs):
+            result.runs.append(self.wrk(row, connections, self.duration))
+        assert self.server is not None
+        if self.server.poll() is not None:
+            raise HarnessError(f"the server exited during {row.name}:\n{tail(WORK / 'server.log')}")
+        return result
+
+
+# --- Helpers --------------------------------------------------------------------------------------
+def server_env() -> dict[str, str]:
+    """The server's environment: production, development secrets, the benchmark's stores. Built
+    from scratch (PATH, HOME and the locale only), so nothing in the caller's shell or in .env
+    changes what is measured."""
+    subprocess.run([PYTHON, "-m", "idp.devenv", "write-env"], cwd=ROOT, check=True)  # noqa: S603
+    dotenv = {}
+    for line in (ROOT / ".env").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.startswith("#"):
+            dotenv[name.strip()] = value.strip()
+    missing = [name for name in SECRETS if not dotenv.get(name)]
+    if missing:
+        raise HarnessError(f".env lacks {', '.join(missing)}; run: {PYTHON} -m idp.devenv write-env")
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TZ") if name in os.environ}
+    env.update({name: dotenv[name] for name in SECRETS})
+    env.update(
+        {
+            "IDP_ENV": "production",
+            "IDP_ENV_FILE": "",  # the variables here, and only those
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "IDP_ISSUER": ISSUER,
+            "IDP_ALLOWED_HOSTS": HOST,
+            "IDP_TRUSTED_PROXIES": "127.0.0.1/32",  # wrk stands where the TLS proxy would
+            "IDP_DB_CONN_MAX_AGE": "60",  # .env.example's production value
+            "IDP_BENCH_FLOORS": "1",
+        }
+    )
+    names = subprocess.run(  # noqa: S603
+        [PYTHON, "-c", "from django.conf import settings; print(' '.join(settings.IDP_RATE_LIMITS))"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "idp.settings"},
+        capture_output=True,
+        text=True,
+    )
+    if names.returncode != 0:
+        raise HarnessError(f"the settings do not load with the benchmark's environment:\n{names.stderr}")
+    env["IDP_RATE_LIMITS"] = ";".join(f"{name}={RATE_LIMIT}" for name in names.stdout.split())
+    return env
+
+
+def procfile_command(process: str) -> str:
+    """The command of one Procfile line, with ${IDP_PORT} left in: whatever server the Procfile
+    names is the server measured."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() == process:
+            return command.strip()
+    raise HarnessError(f"the Procfile has no {process}: line")
+
+
+def step(what: str, argv: list[str], *, env: dict[str, str]) -> None:
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)  # noqa: S603
+    if done.returncode != 0:
+        raise HarnessError(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    log(f"{what}: {time.monotonic() - started:.1f} s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    # RFC 6749 §2.3.1: both halves form-encoded before base64.
+    pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _ppid(entry: Path) -> int:
+    try:
+        return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True)  # noqa: S607
+    first = (done.stdout or done.stderr or "wrk").strip().splitlines()[0]
+    return first.split(" [")[0].split(" Copyright")[0]  # "wrk debian/4.1.0-3 [epoll] Copyright ..."
+
+
+# --- Report ---------------------------------------------------------------------------------------
+def count_label(count: int) -> str:
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if count >= size and count % size == 0:
+            return f"{count // size}{suffix}"
+    return f"{count:,}"
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "**FAIL**"
+
+
+def report(
+    bench: Bench,
+    table: list[tuple[Row, int, Result]],
+    scale: dict[str, tuple[Result, Result]],
+    rss: list[tuple[int, int]],
+    elapsed: float,
+) -> str:
+    small_label, large_label = count_label(SMALL_SCALE), count_label(bench.large)
+    floors = {(row.name, conns): result for row, conns, result in table if row.name.startswith("floor-")}
+    out = [
+        "# make bench: latest results",
+        "",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit `{git_commit()}`",
+        f"- Machine: {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}; PostgreSQL and Redis on the same machine; load from {wrk_version()} "
+        f"({THREADS} threads) on loopback, sharing the cores with the server",
+        f"- Server (the Procfile's `web:`, IDP_ENV=production): `{bench.command}`",
+        f"- Each row: {bench.warmup:g} s warm-up (not kept), then {bench.duration:g} s measured; at 32 connections "
+        f"the median of {bench.runs} runs (errors: their sum), at 8 connections one run",
+        f"- Stored: {bench.large:,} access tokens and {bench.large:,} API keys, plus the single-use codes and "
+        "refresh tokens; the scale table compares with 1,000",
+        f"- Wall time of the whole run (setup, seeding, all rows): {elapsed / 60:.1f} min",
+        "",
+        "| row | conns | req/s | p50 ms | p99 ms | errors | ×floor | target | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row, conns, result in table:
+        floor = floors.get((row.floor, conns)) if row.floor else None
+        ratio = result.rps / floor.rps if floor else None
+        ratio_text = f"{ratio:.2f} {row.floor}" if ratio is not None else "—"
+        target_text, passed = "—", ""
+        if conns == CONNECTIONS[0]:
+            goals = ["0 errors", f"p99 < {P99_TARGET_MS:g} ms"]
+            ok = result.errors == 0 and result.p99_ms < P99_TARGET_MS
+            if row.target is not None:
+                goals.insert(0, f"≥ {row.target:g}× {row.floor}")
+                ok = ok and ratio is not None and ratio >= row.target
+            target_text, passed = ", ".join(goals), verdict(ok)
+        out.append(
+            f"| {row.name} | {conns} | {result.rps:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | "
+            f"{result.errors} | {ratio_text} | {target_text} | {passed} |"
+        )
+    out += [
+        "",
+        f"Scale: introspection with {SMALL_SCALE:,} and with {bench.large:,} stored (32 connections, median of "
+        f"{bench.runs}); target: p50 at {bench.large:,} at most {SCALE_TARGET:g}× p50 at {SMALL_SCALE:,}.",
+        "",
+        f"| row | p50 ms {small_label} | p99 ms {small_label} | p50 ms {large_label} | p99 ms {large_label} "
+        "| p50 ratio | p99 ratio | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, (small, large) in scale.items():
+        p50_ratio = large.p50_ms / small.p50_ms if small.p50_ms else math.inf
+        p99_ratio = large.p99_ms / small.p99_ms if small.p99_ms else math.inf
+        out.append(
+            f"| {name} | {small.p50_ms:.1f} | {small.p99_ms:.1f} | {large.p50_ms:.1f} | {large.p99_ms:.1f} | "
+            f"{p50_ratio:.2f} | {p99_ratio:.2f} | {verdict(p50_ratio <= SCALE_TARGET)} |"
+        )
+    total = sum(kib for _pid, kib in rss)
+    out += [
+        "",
+        f"Memory after the run: {len(rss)} web workers, {total / 1024:.0f} MiB resident in all "
+        f"({', '.join(f'{kib / 1024:.0f}' for _pid, kib in rss)} MiB each; VmRSS, the master not counted).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=4, help="measured seconds per run (wrk: whole seconds)")
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds before each row's runs (0: none)")
+    parser.add_argument("--runs", type=int, default=3, help="runs at 32 connections (the median is reported)")
+    parser.add_argument(
+        "--large", type=int, default=LARGE_SCALE, help="tokens and keys stored for the main table (a quick try: less)"
+    )
+    options = parser.parse_args()
+    if options.runs < 1 or options.duration <= 0 or options.warmup < 0 or options.large < SMALL_SCALE:
+        parser.error("--runs must be at least 1, --duration above 0, --warmup at least 0, --large at least 1000")
+    started = time.monotonic()
+    if shutil.which("wrk") is None:
+        print("make bench needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 1
+    bench = None
+    try:
+        bench = Bench(duration=options.duration, warmup=options.warmup, runs=options.runs, large=options.large)
+        bench.prepare()
+        bench.seed_small()
+        bench.start_server()
+        log(f"server up on 127.0.0.1:{bench.port}: {bench.command}")
+        by_name = {row.name: row for row in rows(bench.seed)}
+        small: dict[str, Result] = {}
+        for name in ("introspection (opaque token)", "introspection (API key)"):
+            bench.check(by_name[name])
+            small[name] = bench.measure(by_name[name], CONNECTIONS[0], bench.runs)
+            log(f"{name} at {SMALL_SCALE:,}: {small[name].rps:,.0f} req/s, p50 {small[name].p50_ms:.1f} ms")
+        bench.seed_large()
+        table: list[tuple[Row, int, Result]] = []
+        for row in rows(bench.seed):
+            bench.check(row)
+            for conns in CONNECTIONS:
+                result = bench.measure(row, conns, bench.runs if conns == CONNECTIONS[0] else 1)
+                table.append((row, conns, result))
+                log(
+                    f"{row.name} at {conns}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
+                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors"
+                )
+        rss = bench.worker_rss_kib()
+        scale = {
+            name: (small[name], next(r for row, c, r in table if row.name == name and c == CONNECTIONS[0]))
+            for name in small
+        }
+        text = report(bench, table, scale, rss, time.monotonic() - started)
+    except HarnessError as error:
+        print(f"make bench: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if bench is not None:
+            bench.stop_server()
+    print(text)
+    partial = RESULTS.with_suffix(".md.tmp")
+    partial.write_text(text)
+    partial.replace(RESULTS)
+    log(
+        f"written to {RESULTS.relative_to(ROOT)}; the database {urlsplit(DATABASE_URL).path[1:]} is left for inspection"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

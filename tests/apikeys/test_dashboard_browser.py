@@ -11,41 +11,18 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from apikeys.models import ApiKey, KeyState
 from apikeys.selectors import apikey_verify
 from apikeys.services import apikeys_rotate_due
+from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
 from tests.factories import USER_PASSWORD
 
-CHROMIUM = "/usr/bin/chromium"
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    """Playwright's sync API keeps an event loop running in the test's thread, and Django refuses
-    ORM calls from a thread with a running loop. The test calls the ORM between browser steps
-    (there is no concurrency: the browser waits), so this module, and only it, allows that."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        yield browser
-        browser.close()
-        # While the loop runs, Django keeps this thread's connections apart (asgiref's Local acts
-        # as a context variable), so the ORM calls above opened their own: close them before the
-        # loop stops, or they outlive the test and block dropping the test database.
-        connections.close_all()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser) -> Iterator[Page]:  # noqa: F811 - the fixture imported from tests.browser
     context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.set_default_timeout(10_000)

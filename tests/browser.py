@@ -1,0 +1,37 @@
+"""What the real-browser tests share: Debian's chromium, headless, driven by Playwright's sync API
+against the live server. A test module imports `browser` and `_orm_beside_playwright` from here
+(importing an autouse fixture applies it to that module only).
+
+Never `playwright install`: .ci/run installs chromium from Debian, at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connections
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """Playwright's sync API keeps an event loop running in the test's thread, and Django refuses
+    ORM calls from a thread with a running loop. The tests call the ORM between browser steps
+    (there is no concurrency: the browser waits), so the modules that import this allow that."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        yield browser
+        browser.close()
+        # While the loop runs, Django keeps this thread's connections apart (asgiref's Local acts
+        # as a context variable), so the ORM calls above opened their own: close them before the
+        # loop stops, or they outlive the test and block dropping the test database.
+        connections.close_all()

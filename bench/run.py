@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -75,6 +76,9 @@ SINGLE_USE_MARGIN = 1.5
 WRK_TIMEOUT = "10s"
 P99_TARGET_MS = 50.0
 SCALE_TARGET = 1.3
+# Above this share of the machine's CPU used by other processes (another test suite, a build)
+# during a measured run, the report warns that the row's numbers are low.
+OTHER_CPU_WARNING = 0.05
 
 
 class HarnessError(Exception):
@@ -118,6 +122,10 @@ class Result:
     @property
     def errors(self) -> int:
         return sum(run["errors"] for run in self.runs)
+
+    @property
+    def other_cpu(self) -> float:
+        return max(run["other_cpu"] for run in self.runs)
 
 
 def rows(seed: dict[str, Any]) -> list[Row]:
@@ -321,19 +329,22 @@ class Bench:
         if self.server_log is not None:
             self.server_log.close()
 
-    def worker_rss_kib(self) -> list[tuple[int, int]]:
-        """(pid, VmRSS in KiB) of each of the server master's child processes."""
+    def worker_pids(self) -> list[int]:
+        """The server master's child processes: its workers."""
         assert self.server is not None
         master = self.server.pid
         children_file = Path(f"/proc/{master}/task/{master}/children")
         if children_file.exists():
-            pids = [int(pid) for pid in children_file.read_text().split()]
-        else:
-            pids = [
-                int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _ppid(entry) == master
-            ]
+            return [int(pid) for pid in children_file.read_text().split()]
+        return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _ppid(entry) == master]
+
+    def server_pids(self) -> set[int]:
+        return {self.server.pid, *self.worker_pids()} if self.server is not None else set()
+
+    def worker_rss_kib(self) -> list[tuple[int, int]]:
+        """(pid, VmRSS in KiB) of each web worker."""
         found = []
-        for pid in pids:
+        for pid in self.worker_pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     found.append((pid, int(line.split()[1])))
@@ -406,7 +417,9 @@ class Bench:
         for name, value in self.headers(row).items():
             argv += ["-H", f"{name}: {value}"]
         argv.append(f"http://127.0.0.1:{self.port}{row.path}")
+        before = CpuSample.take(self.server_pids())
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)  # noqa: S603
+        other_cpu = before.others_share(CpuSample.take(self.server_pids()))
         lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
         if done.returncode != 0 or not lines:
             raise HarnessError(f"{row.name}: wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -417,6 +430,7 @@ class Bench:
                 raise HarnessError(f"{row.name}: ran out of single-use credentials; the top-up guessed too low")
         run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
         run["errors"] = sum(run[kind] for kind in ("connect", "read", "write", "status", "timeout"))
+        run["other_cpu"] = other_cpu
         self.last_rate[row.name] = max(self.last_rate.get(row.name, 0.0), run["rps"])
         return run
 
@@ -443,6 +457,64 @@ class Bench:
 
 
 # --- Helpers --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU time (clock ticks) of the whole machine and of each process, to tell how much of it
+    went to processes that are not the benchmark's while a row was measured.
+
+    The benchmark's: the server, wrk (counted from this process's finished children), Redis,
+    PostgreSQL's shared processes and the backends of the benchmark's database. Anything else
+    (another test suite and its database backends, a build) is load that lowers the numbers."""
+
+    at: float
+    busy: int
+    ours: dict[int, int]
+    children: float
+
+    @classmethod
+    def take(cls, server_pids: set[int]) -> CpuSample:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+        ours = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # exited meanwhile
+            pid = int(entry.name)
+            if _is_ours(pid, command, server_pids):
+                ours[pid] = int(stat[11]) + int(stat[12])  # utime + stime
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            at=time.monotonic(),
+            busy=user + nice + system + irq + softirq + steal,
+            ours=ours,
+            children=usage.ru_utime + usage.ru_stime,
+        )
+
+    def others_share(self, after: CpuSample) -> float:
+        """The share of the machine's CPU that other processes used between the two samples."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        ours = sum(used - self.ours.get(pid, 0) for pid, used in after.ours.items())
+        ours += (after.children - self.children) * ticks  # wrk, which has exited by now
+        available = (after.at - self.at) * ticks * (os.cpu_count() or 1)
+        return max(0.0, (after.busy - self.busy - ours) / available) if available > 0 else 0.0
+
+
+def _is_ours(pid: int, command: str, server_pids: set[int]) -> bool:
+    if pid in server_pids or pid == os.getpid() or not command:  # no command line: a kernel thread
+        return True
+    if command.startswith("postgres: "):
+        # A backend names its database and client ("postgres idp_bench 127.0.0.1(5432) idle"); the
+        # checkpointer, WAL writer and the like serve every database, this one's writes too.
+        backend = "(" in command or "[local]" in command
+        return not backend or f" {urlsplit(DATABASE_URL).path.lstrip('/')} " in command
+    return "redis-server" in command or "/bin/postgres " in command
+
+
 def server_env() -> dict[str, str]:
     """The server's environment: production, development secrets, the benchmark's stores. Built
     from scratch (PATH, HOME and the locale only), so nothing in the caller's shell or in .env
@@ -584,8 +656,8 @@ def report(
         "refresh tokens; the scale table compares with 1,000",
         f"- Wall time of the whole run (setup, seeding, all rows): {elapsed / 60:.1f} min",
         "",
-        "| row | conns | req/s | p50 ms | p99 ms | errors | ×floor | target | pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| row | conns | req/s | p50 ms | p99 ms | errors | ×floor | target | pass | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for row, conns, result in table:
         floor = floors.get((row.floor, conns)) if row.floor else None
@@ -601,8 +673,24 @@ def report(
             target_text, passed = ", ".join(goals), verdict(ok)
         out.append(
             f"| {row.name} | {conns} | {result.rps:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | "
-            f"{result.errors} | {ratio_text} | {target_text} | {passed} |"
+            f"{result.errors} | {ratio_text} | {target_text} | {passed} | {result.other_cpu:.0%} |"
         )
+    disturbed = [(row.name, conns, result.other_cpu) for row, conns, result in table]
+    disturbed += [(f"{name} at {small_label}", CONNECTIONS[0], pair[0].other_cpu) for name, pair in scale.items()]
+    disturbed = [entry for entry in disturbed if entry[2] > OTHER_CPU_WARNING]
+    out += [
+        "",
+        "Other CPU: the most of the machine's CPU that processes other than the benchmark's used during one "
+        "of the row's measured runs.",
+    ]
+    if disturbed:
+        worst = max(disturbed, key=lambda entry: entry[2])
+        out += [
+            "",
+            f"**Warning: the machine was busy with other work** during {len(disturbed)} measurement(s) (up to "
+            f"{worst[2]:.0%} of its CPU, {worst[0]} at {worst[1]} connections): those numbers understate the "
+            "server. Run again on a quiet machine before comparing.",
+        ]
     out += [
         "",
         f"Scale: introspection with {SMALL_SCALE:,} and with {bench.large:,} stored (32 connections, median of "
@@ -656,7 +744,10 @@ def main() -> int:
         for name in ("introspection (opaque token)", "introspection (API key)"):
             bench.check(by_name[name])
             small[name] = bench.measure(by_name[name], CONNECTIONS[0], bench.runs)
-            log(f"{name} at {SMALL_SCALE:,}: {small[name].rps:,.0f} req/s, p50 {small[name].p50_ms:.1f} ms")
+            log(
+                f"{name} at {SMALL_SCALE:,}: {small[name].rps:,.0f} req/s, p50 {small[name].p50_ms:.1f} ms, "
+                f"other CPU {small[name].other_cpu:.0%}"
+            )
         bench.seed_large()
         table: list[tuple[Row, int, Result]] = []
         for row in rows(bench.seed):
@@ -666,7 +757,7 @@ def main() -> int:
                 table.append((row, conns, result))
                 log(
                     f"{row.name} at {conns}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors"
+                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors, other CPU {result.other_cpu:.0%}"
                 )
         rss = bench.worker_rss_kib()
         scale = {

@@ -88,21 +88,12 @@ def jwt_access_token_claims(token: str, *, issuer: str, now: datetime) -> dict[s
     another type (an ID token is `typ: JWT`), an unknown or withdrawn key, an algorithm other
     than its key's, a bad signature, another issuer, or missing claims. Says nothing about
     revocation (see jti_is_revoked)."""
-    signed = jws.JWS()
-    try:
-        signed.deserialize(token)
-        header = signed.jose_header
-    except (JWException, ValueError, TypeError):
-        return None
-    if not isinstance(header, dict) or header.get("typ") != JWT_ACCESS_TOKEN_TYP:
+    signed = keys.signed_token_parse(token)
+    if signed is None or signed.header.get("typ") != JWT_ACCESS_TOKEN_TYP:
         return None  # RFC 9068 §4: the typ header keeps other JWTs from passing as access tokens
-    verifier = keys.signing_key_verifier(str(header.get("kid", "")))
-    if verifier is None or header.get("alg") != verifier[0]:
-        return None
-    algorithm, public = verifier
     try:
-        signed.verify(public, alg=algorithm)
-        claims = json.loads(signed.payload)
+        signed.jws.verify(signed.key, alg=signed.algorithm)
+        claims = json.loads(signed.jws.payload)
     except (JWException, ValueError, TypeError):
         return None
     if not isinstance(claims, dict) or claims.get("iss") != issuer:

@@ -22,7 +22,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
-from jwcrypto import jwk
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
 from oauth2_provider.settings import oauth2_settings
 
 import audit
@@ -134,6 +135,34 @@ def signing_key_verifier(kid: str) -> tuple[str, jwk.JWK] | None:
         return None
     algorithm, public = row
     return algorithm, _public(kid, json.dumps(public, sort_keys=True))
+
+
+@dataclass(frozen=True)
+class SignedToken:
+    """A compact JWS whose kid names a key that may have signed it, not yet verified."""
+
+    jws: jws.JWS
+    header: dict[str, Any]
+    algorithm: str
+    key: jwk.JWK
+
+
+def signed_token_parse(token: str) -> SignedToken | None:
+    """Parse a token this provider may have signed: its header's kid names an active or retired
+    key and its alg is that key's. None for anything else (garbage, no or unknown kid, a next or
+    withdrawn key, another algorithm). The caller verifies with `key`, `algorithm` only."""
+    signed = jws.JWS()
+    try:
+        signed.deserialize(token)
+        header = signed.jose_header
+    except (JWException, ValueError, TypeError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    verifier = signing_key_verifier(str(header.get("kid", "")))
+    if verifier is None or header.get("alg") != verifier[0]:
+        return None
+    return SignedToken(jws=signed, header=header, algorithm=verifier[0], key=verifier[1])
 
 
 def signed_token_lifetime() -> timedelta:

@@ -7,10 +7,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-from jwcrypto import jwk, jws, jwt
+from jwcrypto import jws, jwt
 from jwcrypto.common import JWException
 from oauth2_provider.models import refresh_token_expire_timedelta
 from oauth2_provider.oauth2_validators import OAuth2Validator
@@ -182,11 +181,11 @@ def id_token_hint_subject(hint: str, *, issuer: str) -> str | None:
     """The `sub` of an ID token this provider signed, or None for anything else (another key,
     `alg: none`, garbage, another issuer). Expired hints count: OIDC Core §3.1.2.1 sends back an
     ID token the client already holds, and its expiry says nothing about who it names."""
-    key_set = jwk.JWKSet()
-    for public in keys.signing_keys_published():
-        key_set.add(jwk.JWK(**public))
+    signed = keys.signed_token_parse(hint)
+    if signed is None:
+        return None
     try:
-        token = jwt.JWT(jwt=hint, key=key_set, algs=list(settings.SIGNING_ALGORITHMS), check_claims={})
+        token = jwt.JWT(jwt=hint, key=signed.key, algs=[signed.algorithm], check_claims={})
         claims = json.loads(token.claims)
     except (JWException, ValueError, TypeError, jws.InvalidJWSObject):
         return None

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from jwcrypto import jws, jwt
+from jwcrypto import jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2.rfc6749 import errors
@@ -263,12 +263,8 @@ class IdpValidator(OAuth2Validator):
         # DOT verifies an ID token it is handed back (its own, when linking it to the access token
         # at the code exchange, and RP-initiated logout's id_token_hint) with its client's key; ours
         # is whichever key the token's kid names, if that key may still have signed something.
-        # Parsed first as DOT does: what is not a JWS raises InvalidJWSObject, a bad hint to DOT.
-        signed = jws.JWS()
-        signed.deserialize(token)
-        header = signed.jose_header
-        verifier = keys.signing_key_verifier(str(header.get("kid", ""))) if isinstance(header, dict) else None
-        return verifier[1] if verifier is not None else None
+        signed = keys.signed_token_parse(token)
+        return signed.key if signed is not None else None
 
     # --- Claims: scopes release the standard claims the user has; the claims request parameter
     # (Core §5.5) can ask for single claims, released only if the client is registered for the

@@ -57,4 +57,5 @@ EXPOSE 8000
 # --limit-request-*: header size limits, stated rather than left to gunicorn's defaults: a request
 # line up to 8 KB, at most 100 header fields, each up to 16 KB (a long Authorization header fits,
 # a 64 KB one does not); beyond them gunicorn answers 400 before Django runs.
-CMD ["gunicorn", "idp.wsgi", "--bind", "0.0.0.0:8000", "--forwarded-allow-ips", "*", "--forwarder-headers=", "--limit-request-line", "8190", "--limit-request-fields", "100", "--limit-request-field_size", "16384", "--graceful-timeout", "30", "--access-logfile", "-"]
+# --config: the hooks that keep the Prometheus metrics' per-worker files (deploy/gunicorn.conf.py).
+CMD ["gunicorn", "idp.wsgi", "--config", "deploy/gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--forwarded-allow-ips", "*", "--forwarder-headers=", "--limit-request-line", "8190", "--limit-request-fields", "100", "--limit-request-field_size", "16384", "--graceful-timeout", "30"]

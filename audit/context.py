@@ -71,16 +71,25 @@ def _is_in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return any(parsed in network for network in networks)
 
 
+def _from_trusted_proxy(request: HttpRequest) -> bool:
+    peer = _ip(request.META.get("REMOTE_ADDR", ""))
+    return peer is not None and _is_in(peer, _trusted_proxies())
+
+
 def request_id_for(request: HttpRequest) -> str:
-    """The proxy's X-Request-ID when it is a sane token, else a fresh one."""
+    """The X-Request-ID of a trusted proxy (IDP_TRUSTED_PROXIES) when it is a sane token, else a
+    fresh one. A client's own is replaced: it must not choose the id its log lines and audit events
+    are found by (nor make them collide with another request's)."""
     offered = request.META.get("HTTP_X_REQUEST_ID", "")
-    return offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    if offered and _REQUEST_ID.fullmatch(offered) and _from_trusted_proxy(request):
+        return offered
+    return uuid.uuid4().hex
 
 
 class AuditContextMiddleware:
     """Sets the request context for audit.record and returns the request id as X-Request-ID, so
-    support can find a request's events. The source IP is REMOTE_ADDR: the address that reached
-    this process, or the client's as a trusted proxy forwarded it (client_ip)."""
+    support can find a request's events and log lines. The source IP is REMOTE_ADDR: the address
+    that reached this process, or the client's as a trusted proxy forwarded it (client_ip)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -300,10 +300,11 @@ class Bench:
         self.command = template
         argv = shlex.split(template.replace("${IDP_PORT}", str(self.port)).replace("$IDP_PORT", str(self.port)))
         self.server_log = (WORK / "server.log").open("wb")
-        # The access log (--access-logfile -) goes to stdout, here /dev/null: written and paid
-        # for as in production, not kept. The error log and Django's logging go to stderr.
+        # The log (idp.logs: a JSON line per request, tracebacks under their request id) goes to
+        # stdout, gunicorn's own to stderr: both into server.log, written and paid for as in
+        # production. A run writes some tens of MB there; the next run replaces them.
         self.server = subprocess.Popen(  # noqa: S603 - the project's own Procfile command
-            argv, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.server_log, start_new_session=True
+            argv, cwd=ROOT, env=self.env, stdout=self.server_log, stderr=self.server_log, start_new_session=True
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

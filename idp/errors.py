@@ -104,7 +104,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         log.exception("unhandled error in API view", exc_info=exc)
-        return Response({"error": "server_error"}, status=500)
+        return Response(server_error_body(getattr(context.get("request"), "request_id", "")), status=500)
     code = error_code or _DRF_ERROR_CODES.get(response.status_code, "invalid_request")
     response.data = {"error": code, "error_description": _describe(getattr(exc, "detail", ""))}
     if response.status_code == 401:
@@ -119,10 +119,19 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     return render(request, "404.html", status=404)
 
 
+def server_error_body(request_id: str) -> dict[str, str]:
+    """A 500's answer names only the request id (audit.context, also the X-Request-ID header):
+    support finds the traceback logged under it (idp.logs); the client learns nothing else."""
+    if not request_id:
+        return {"error": "server_error"}
+    return {"error": "server_error", "error_description": f"internal error, request id {request_id}"}
+
+
 def handler500(request: HttpRequest) -> HttpResponse:
+    request_id = getattr(request, "request_id", "")
     if _wants_json(request):
-        return JsonResponse({"error": "server_error"}, status=500)
-    return render(request, "500.html", status=500)
+        return JsonResponse(server_error_body(request_id), status=500)
+    return render(request, "500.html", {"request_id": request_id}, status=500)
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

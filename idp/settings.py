@@ -133,7 +133,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts and times every answer, those of the middleware below too (idp.metrics).
+    "idp.metrics.RequestMetricsMiddleware",
     "audit.context.AuditContextMiddleware",  # first: every response, errors too, carries X-Request-ID
+    "idp.logs.RequestLogMiddleware",  # inside it: each request line carries the request id and source IP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "idp.middleware.JsonErrorBodyMiddleware",
@@ -495,7 +498,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 # Development serves plain http on loopback, so secure-only cookies would never come back.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
 SECURE_SSL_REDIRECT = PRODUCTION
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Probes and the metrics scraper talk to gunicorn directly over the internal network, without the
+# TLS proxy: health checks (docker-compose.yml), readiness, and Prometheus.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
@@ -546,6 +551,29 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# --- Metrics (GET /metrics, idp.metrics) ----------------------------------------------------------
+# Who may scrape: clients whose address (audit.context.client_ip, so behind IDP_TRUSTED_PROXIES the
+# forwarded one) is in these networks, or who present IDP_METRICS_TOKEN as a bearer token. Anyone
+# else gets the 404 of an unknown path. No network by default in production: behind a reverse
+# proxy on the same host that is not listed in IDP_TRUSTED_PROXIES, every visitor would come from
+# loopback. Development (no proxy) allows loopback.
+_METRICS_DEFAULT_NETWORKS = [] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+IDP_METRICS_ALLOWED_NETWORKS = env_list("IDP_METRICS_ALLOWED_NETWORKS", default=_METRICS_DEFAULT_NETWORKS)
+for _cidr in IDP_METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"IDP_METRICS_ALLOWED_NETWORKS must hold CIDRs, not {_cidr!r}.") from None
+# A secret: no default. Printable ASCII without spaces, long enough not to be guessed.
+IDP_METRICS_TOKEN = env_str("IDP_METRICS_TOKEN", default="")
+if IDP_METRICS_TOKEN and not (
+    32 <= len(IDP_METRICS_TOKEN) <= 256 and all(0x21 <= ord(ch) <= 0x7E for ch in IDP_METRICS_TOKEN)
+):
+    raise ImproperlyConfigured(
+        "IDP_METRICS_TOKEN must be 32 to 256 printable ASCII characters without spaces: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+
 # --- Benchmark ---------------------------------------------------------------------------------
 # Routes the benchmark's floor views (/bench/floor-hello, /bench/floor-db; idp.bench_views). Only
 # `make bench` turns it on, against its own throwaway database; off everywhere else.
@@ -566,15 +594,30 @@ STORAGES = {
     else {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+LOG_LEVEL = env_str("IDP_LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"IDP_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+# Never DEBUG, whatever IDP_LOG_LEVEL says: at DEBUG oauthlib logs refresh tokens and requests,
+# DOT the client ids and URIs it refuses, Django every SQL statement with its parameters (session
+# keys) and the template context of a failed lookup (the API key a dashboard page shows once).
+_NEVER_DEBUG = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
+# One JSON object per line on stdout, request lines and all other records alike (idp.logs).
+LOGGING_CONFIG = "idp.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("IDP_LOG_LEVEL", default="INFO")},
+    "formatters": {"json": {"()": "idp.logs.json_formatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        "null": {"class": "logging.NullHandler"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # DOT logs the redirect URIs it rejects at debug level and the BCP nags at warning level;
-        # neither carries a secret.
-        "oauth2_provider": {"level": "INFO"},
+        # Django's default configuration gives these text handlers of their own: none, here.
+        "django": {"handlers": [], "level": _NEVER_DEBUG},
+        # runserver's line per request repeats idp.request's, with the query string.
+        "django.server": {"handlers": ["null"], "propagate": False},
+        "oauthlib": {"level": _NEVER_DEBUG},
+        "oauth2_provider": {"level": _NEVER_DEBUG},
     },
 }

@@ -9,7 +9,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 import audit
-from idp import selectors, services
+from idp import health, selectors, services
+from idp.metrics import CONTENT_TYPE, metrics_access_allowed, metrics_exposition
 from idp.models import Consent
 
 
@@ -35,8 +36,32 @@ def consent_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """The process answers; readiness (database, keys) comes with the operations issue."""
+    """Liveness: the process answers. Touches neither the database nor Redis, so their outage
+    never gets a healthy process restarted."""
     return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: database, Redis, migrations and the RS256 signing key (idp.health). A failure
+    names its checks and nothing more."""
+    failed = health.readiness_failures()
+    response = (
+        JsonResponse({"status": "unavailable", "failed": failed}, status=503)
+        if failed
+        else JsonResponse({"status": "ready"})
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for allowed networks and the metrics token only (idp.metrics). Anyone
+    else gets the same 404 as any unknown path: nothing tells that the endpoint exists."""
+    if not metrics_access_allowed(request):
+        raise Http404("no such page")
+    response = HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class SignInView(LoginView):

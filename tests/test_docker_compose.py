@@ -390,7 +390,10 @@ def test_app_services_publish_nothing(name):
 HEALTHCHECKS = {
     "postgres": "pg_isready",
     "redis": "redis-cli ping",
-    "web": "http://127.0.0.1:8000/healthz",
+    # Readiness, not liveness: the proxy starts once web can serve (database, Redis, migrations, key).
+    "web": "http://127.0.0.1:8000/readyz",
+    # Its own node only: the default node name is celery@<hostname>.
+    "worker": "app.control.ping(destination=['celery@' + socket.gethostname()], timeout=10)",
 }
 
 
@@ -399,6 +402,53 @@ def test_service_has_a_healthcheck(name):
     test = service(name)["healthcheck"]["test"]
     assert test[0] == "CMD"
     assert HEALTHCHECKS[name] in " ".join(test[1:])
+
+
+def test_web_healthcheck_sends_a_host_django_accepts():
+    # /readyz is exempt from the https redirect (SECURE_REDIRECT_EXEMPT), not from ALLOWED_HOSTS.
+    probe = " ".join(service("web")["healthcheck"]["test"])
+    assert "IDP_ALLOWED_HOSTS" in probe and "'Host': host" in probe
+
+
+def test_worker_healthcheck_pings_the_node_name_the_worker_takes():
+    # Without -n/--hostname the worker is celery@<container hostname>: what the probe asks for.
+    assert not {"-n", "--hostname"} & set(service("worker")["command"])
+    assert "sys.exit(0 if app.control.ping(" in " ".join(service("worker")["healthcheck"]["test"])
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(number) * units[unit] for number, unit in re.findall(r"(\d+)([smh])", duration))
+
+
+def test_web_is_given_its_graceful_timeout_before_sigkill():
+    # docker stop sends SIGTERM, then SIGKILL after stop_grace_period (10 s unless set): gunicorn
+    # needs --graceful-timeout for the requests in flight.
+    command = service("web")["command"]
+    graceful = int(command[command.index("--graceful-timeout") + 1])
+    assert _seconds(service("web")["stop_grace_period"]) > graceful
+
+
+def test_worker_is_given_its_longest_task_before_sigkill():
+    # Warm shutdown lets running tasks finish; a task SIGKILLed midway waits for the broker's
+    # visibility timeout before another worker gets it.
+    from idp.celery import app
+
+    app.loader.import_default_modules()
+    longest = max(task.soft_time_limit or 0 for name, task in app.tasks.items() if not name.startswith("celery."))
+    assert longest > 0
+    assert _seconds(service("worker")["stop_grace_period"]) > longest
+
+
+GUNICORN_CONFIG = "deploy/gunicorn.conf.py"
+
+
+def test_every_launch_of_gunicorn_reads_the_same_config_file():
+    procfile = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    for command in (dockerfile_cmd(), service("web")["command"], shlex.split(procfile.removeprefix("web:"))):
+        assert command[command.index("--config") + 1] == GUNICORN_CONFIG
+    assert (REPO / GUNICORN_CONFIG).is_file()
+    assert GUNICORN_CONFIG.split("/")[0] + "/" not in (REPO / ".dockerignore").read_text().splitlines()
 
 
 # --- The proxy -----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import audit
 from apikeys.selectors import apikey_claims, presented_as_api_key
 from apikeys.services import apikey_use
 from idp import services
+from idp.metrics import introspection_counted
 from idp.models import Application
 from idp.oauth import keys, selectors
 
@@ -296,6 +297,7 @@ class IntrospectTokenView(OAuthLibMixin, View):
             answer = selectors.token_introspect(
                 token=token, token_type_hint=request.POST.get("token_type_hint"), issuer=issuer
             )
+        introspection_counted(active=bool(answer.get("active")))
         response = JsonResponse(answer)
         response["Cache-Control"] = "no-store"
         return response

@@ -47,8 +47,9 @@ def viewer(db, client):
 
 
 @pytest.fixture
-def events(db, client) -> dict[str, AuditEvent]:
+def events(db, client, settings) -> dict[str, AuditEvent]:
     """Events differing in action, actor, client and outcome; one recorded by a real request."""
+    settings.IDP_TRUSTED_PROXIES = ["127.0.0.1/32"]  # the test client's peer: its X-Request-ID counts
     audit.record(
         audit.Action.APIKEY_REVOKED,
         actor=audit.Actor("user", "41"),
@@ -62,7 +63,7 @@ def events(db, client) -> dict[str, AuditEvent]:
         "/accounts/login/",
         {"username": f"nobody-{secrets.token_hex(4)}", "password": "wrong"},
         headers={"X-Request-ID": "req-admin-search", "User-Agent": "probe/2.0"},
-        REMOTE_ADDR=fresh_address(),  # a fresh one: no brute-force alert
+        HTTP_X_FORWARDED_FOR=fresh_address(),  # a fresh one: no brute-force alert
     )
     return {
         "revoked": AuditEvent.objects.get(action="apikey.revoked", target_id="k-admin"),

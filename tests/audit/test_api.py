@@ -250,13 +250,13 @@ def test_the_answer_holds_what_a_reader_needs_to_check_the_chain(client, reader)
     assert state.count == len(events) == AuditEvent.objects.count()
 
 
-def test_events_from_requests_carry_their_request_id_address_and_user_agent(client, reader):
+def test_events_from_requests_carry_their_request_id_address_and_user_agent(client, reader, settings):
+    settings.IDP_TRUSTED_PROXIES = ["127.0.0.1/32"]  # the test client's peer, as the proxy
     address = fresh_address()  # a fresh one: no brute-force alert
     client.post(
         "/accounts/login/",
         {"username": "nobody-" + unique("x"), "password": "wrong"},
-        headers={"X-Request-ID": "req-login-1", "User-Agent": "probe/1.0"},
-        REMOTE_ADDR=address,
+        headers={"X-Request-ID": "req-login-1", "User-Agent": "probe/1.0", "X-Forwarded-For": address},
     )
 
     [event] = walk(client, reader, {"request_id": "req-login-1"})
@@ -310,8 +310,9 @@ FILTERS: list[tuple[str, Callable[[dict[str, Any]], dict[str, str]], Callable[[d
 
 
 @pytest.fixture
-def world(client, reader) -> dict[str, Any]:
+def world(client, reader, settings) -> dict[str, Any]:
     """Varied events: recorded directly, and one through the API with a request id."""
+    settings.IDP_TRUSTED_PROXIES = ["127.0.0.1/32"]  # the test client's peer: its X-Request-ID counts
     first = AuditEvent.objects.order_by("-id").first()
     made = record_events()
     reply = client.post(
@@ -509,7 +510,8 @@ def test_a_refused_caller_learns_nothing_from_hostile_input(client):
 # --- No secret in the trail ----------------------------------------------------------------------
 
 
-def test_no_event_holds_a_secret_of_the_flows_that_recorded_it(client, reader, owner, admin_role):
+def test_no_event_holds_a_secret_of_the_flows_that_recorded_it(client, reader, owner, admin_role, settings):
+    settings.IDP_TRUSTED_PROXIES = ["127.0.0.1/32"]  # the test client's peer: its X-Request-ID counts
     hidden: list[str] = []  # raw secrets the flows handed out
     headers = {**reader, "X-Request-ID": "req-secrets"}
     created = client.post(

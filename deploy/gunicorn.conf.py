@@ -1,0 +1,48 @@
+"""gunicorn settings that a command line cannot give: the hooks of the Prometheus metrics' files.
+Every launch of the web server passes it (`--config deploy/gunicorn.conf.py`: Procfile, Dockerfile,
+docker-compose.yml); the flags stay on the command lines, where they are read.
+
+Each worker process counts its requests in its own files in PROMETHEUS_MULTIPROC_DIR, and the
+scrape of /metrics, answered by whichever worker, sums every file there (idp.metrics). The
+directory therefore belongs to one server: an operator may name it; otherwise each server makes
+its own and removes it on exit.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+from typing import Any
+
+_OWNED = "IDP_GUNICORN_METRICS_DIR_OWNED"
+
+# Set before any worker exists: prometheus_client decides at import time whether to count in files.
+# gunicorn runs this file again on HUP; by then the variable is set and the directory is kept.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[_OWNED] = tempfile.mkdtemp(prefix="idp-metrics-")
+
+
+def on_starting(server: Any) -> None:
+    """Empty the directory once, when the master starts: files of a previous run would be summed
+    into this one's counters. Only prometheus_client's *.db files, in case the operator pointed it
+    at a directory holding anything else."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited: its counters stay (they are totals, and the scrape keeps summing them);
+    prometheus_client drops what was only true while it lived (live gauges)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    owned = os.environ.get(_OWNED)
+    if owned and owned == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(owned, ignore_errors=True)

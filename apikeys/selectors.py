@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 import audit
 from accounts.selectors import Access, Caller, subject_access
 from apikeys.keyformat import key_digest, key_parse, looks_like_key
 from apikeys.models import ApiKey
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,3 +160,36 @@ def apikeys_ended(*, now: datetime) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(
         Q(grace_ends_at__lte=now) | Q(expires_at__lte=now), ended_at__isnull=True, revoked_at__isnull=True
     )
+
+
+def apikeys_rotation_upcoming(*, now: datetime, within: timedelta) -> QuerySet[ApiKey]:
+    """Live, scheduled keys whose rotation falls within `within` from now or is already overdue
+    (the sweep has not run), soonest first: what apikeys_due will hand the sweep next."""
+    return (
+        ApiKey.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+            next_rotation_at__lte=now + within,
+            revoked_at__isnull=True,
+            grace_ends_at__isnull=True,
+        )
+        .select_related("user", "application")
+        .order_by("next_rotation_at", "pk")
+    )
+
+
+def apikey_use_counter_key(moment: datetime) -> str:
+    """The cache key of the hourly use counter holding `moment` (apikeys.services.apikey_use)."""
+    return f"apikeys:activity:uses:{moment.astimezone(UTC):%Y%m%d%H}"
+
+
+def apikey_uses_by_hour(*, hours: Sequence[datetime]) -> list[int] | None:
+    """Uses of API keys that verified (API calls and introspections), counted per UTC hour, one
+    number for each hour in `hours`; an hour nobody counted is 0. One MGET. None when the
+    counters cannot be read (Redis unreachable): unknown, which is not the same as none."""
+    keys = [apikey_use_counter_key(hour) for hour in hours]
+    try:
+        found = cache.get_many(keys)
+    except RedisError:
+        logger.warning("API key use counters unavailable", exc_info=True)
+        return None
+    return [int(found.get(key, 0)) for key in keys]

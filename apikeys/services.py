@@ -9,12 +9,14 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 import audit
 from accounts.models import Role
@@ -22,7 +24,14 @@ from accounts.selectors import subject_roles
 from apikeys import signals
 from apikeys.keyformat import key_digest, key_new, public_id_new
 from apikeys.models import ApiKey
-from apikeys.selectors import VerifiedKey, apikey_verify, apikeys_due, apikeys_ended, apikeys_pending_past_grace
+from apikeys.selectors import (
+    VerifiedKey,
+    apikey_use_counter_key,
+    apikey_verify,
+    apikeys_due,
+    apikeys_ended,
+    apikeys_pending_past_grace,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +42,9 @@ MAX_GRACE_PERIOD = timedelta(days=30)
 # last_used_at is refreshed at most once per key in this many seconds: one Redis SET NX per
 # request instead of a database write per request.
 LAST_USED_RESOLUTION_SECONDS = 60
+# Uses are also counted per UTC hour for the activity overview, which shows the last 24 hours:
+# each hour's counter lives a little longer than that, then Redis drops it.
+USE_COUNTER_TTL_SECONDS = 26 * 3600
 # The sweeps handle at most this many keys per run; the next run takes the rest.
 SWEEP_BATCH = 500
 
@@ -312,12 +324,40 @@ def _used_marker(key: ApiKey) -> str:
     return f"apikey:used:{key.public_id}"
 
 
+def _use_note(key: ApiKey, *, now: datetime) -> bool:
+    """Count one use in its UTC hour and claim the minute's last_used_at write: whether this use
+    is the one to write it. One round trip to Redis. Without Redis the use goes uncounted and
+    unwritten, with a warning: a key that verified is not refused for want of bookkeeping."""
+    backend = caches["default"]
+    counter = apikey_use_counter_key(now)
+    try:
+        if isinstance(backend, RedisCache):
+            # Django's cache API has no pipeline, so its own client (the backend's private _cache,
+            # which keeps the connection pool) takes SET NX, INCR and EXPIRE as one MULTI/EXEC.
+            # Keys are made as the cache makes them, and Redis holds integers as plain numbers
+            # (Django's RedisSerializer), so cache.get and cache.get_many read both back.
+            counter_key = backend.make_and_validate_key(counter)
+            pipe = backend._cache.get_client(counter_key, write=True).pipeline()
+            pipe.set(backend.make_and_validate_key(_used_marker(key)), 1, ex=LAST_USED_RESOLUTION_SECONDS, nx=True)
+            pipe.incr(counter_key)
+            pipe.expire(counter_key, USE_COUNTER_TTL_SECONDS)
+            claimed, _, _ = pipe.execute()
+            return bool(claimed)
+        # The development default's in-process cache (one process: nothing to share).
+        backend.add(counter, 0, USE_COUNTER_TTL_SECONDS)
+        backend.incr(counter)
+        return backend.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS)
+    except (RedisError, ValueError):  # ValueError: the in-process counter expired between add and incr
+        logger.warning("API key use not counted: the cache is unavailable", exc_info=True)
+        return False
+
+
 def apikey_use(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
-    """Verify a presented key and note its use: last_used_at is written at most once a minute
-    per key (a Redis SET NX decides), never once per request."""
+    """Verify a presented key and note its use: counted in its UTC hour, and last_used_at written
+    at most once a minute per key (a Redis SET NX decides), never once per request."""
     now = now or timezone.now()
     verified = apikey_verify(presented=presented, now=now)
-    if verified is not None and cache.add(_used_marker(verified.key), 1, LAST_USED_RESOLUTION_SECONDS):
+    if verified is not None and _use_note(verified.key, now=now):
         ApiKey.objects.filter(pk=verified.key.pk).update(last_used_at=now)
     return verified
 

@@ -43,7 +43,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["actor_type", "actor_id"], name="audit_event_actor")]
+        indexes = [
+            models.Index(fields=["actor_type", "actor_id"], name="audit_event_actor"),
+            # Counts of one kind of event over a time range (the activity overview's hourly
+            # series, the latest alerts): one index range scan per action, never the whole table.
+            models.Index(fields=["action", "created_at"], name="audit_event_action_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} #{self.pk}"

@@ -259,7 +259,12 @@ class SigningKey(models.Model):
                 fields=["algorithm"], condition=models.Q(status="next"), name="idp_signingkey_one_next_per_alg"
             ),
         ]
-        permissions = [("rotate_signingkey", "Can rotate signing keys now")]
+        # view_activity is here for want of a model of its own: the activity overview shows the
+        # keys due for rotation among other things, and a Meta permission needs some model.
+        permissions = [
+            ("rotate_signingkey", "Can rotate signing keys now"),
+            ("view_activity", "Can view the activity overview"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.kid} ({self.status})"

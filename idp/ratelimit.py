@@ -161,6 +161,11 @@ def _hit(rule: str, identity: str) -> Refusal | None:
     except Exception:  # noqa: BLE001 - any storage failure: limits raise the client library's errors
         log.warning("rate limit storage unavailable; request not limited", exc_info=True)
         return None
+    # Imported here: DRF imports this module (ApiUserThrottle) while it loads, possibly before
+    # the models idp.activity needs are ready. Every 429 of both callers passes this line once.
+    from idp.activity import refusal_note
+
+    refusal_note()
     return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
 
 

@@ -47,12 +47,15 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("consents/<client_id:client_id>/revoke/", views.consent_revoke, name="consent-revoke"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     # LoginView already marks the password as a sensitive POST parameter.
     path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    # Staff pages on the dashboard that act on idp's own keys; before the include, so they win.
+    # Staff pages on the dashboard over idp's own data; before the include, so they win.
     path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),
+    path("dashboard/activity/", dashboard.ActivityView.as_view(), name="activity"),
     path(
         "dashboard/signing-keys/<str:algorithm>/rotate/",
         dashboard.SigningKeyRotateView.as_view(),

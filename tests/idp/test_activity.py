@@ -1,0 +1,501 @@
+"""The staff activity overview (/dashboard/activity/, idp.dashboard.ActivityView and idp.activity)
+through Django's test client: who may see it; that every chart carries, hour by hour, what the
+audit table and the Redis counters hold, with the events made by real flows (token requests,
+sign-ins, over-limit requests, API calls and introspections with a key); the latest alerts and
+the keys due for rotation; a Redis outage; hostile query strings and methods; and a query count
+that does not grow with the data.
+
+The page in a real browser is in test_activity_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+import redis
+import time_machine
+from django.conf import settings as django_settings
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+import audit
+from accounts.services import admin_role_ensure, role_grant
+from apikeys.services import apikey_create, apikey_revoke, apikey_use
+from audit.models import AuditEvent
+from idp.activity import activity_hours, activity_overview, refusal_note
+from idp.models import SigningKey
+from idp.oauth.keys import signing_keys_ensure
+from tests.apikeys.conftest import basic_auth
+from tests.factories import make_client, make_user
+
+PAGE = reverse("activity")
+SYSTEM = audit.Actor.system("tests")
+HOUR = timedelta(hours=1)
+TOKEN_ACTIONS = ("token.issued", "token.refreshed")
+SERIES = ["tokens", "failed_signins", "rate_limited", "apikey_uses"]
+FIGURE = re.compile(
+    r'<figure class="chart" data-series="([^"]+)" data-total="(\d+)" data-max="(\d+)" data-available="(true|false)"'
+)
+BAR = re.compile(r'<g class="bar" data-hour="([^"]+)" data-count="(\d+)">\s*<title>([^<]*)</title>')
+WRONG_PASSWORD = "not-the-password"  # noqa: S105 - a test value
+
+
+# --- Helpers --------------------------------------------------------------------------------------
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def charts(body: str) -> dict[str, dict]:
+    """Each chart on the page: its figure's attributes and its bars, (hour, count, title) oldest first."""
+    found = {}
+    for part in body.split('<figure class="chart" ')[1:]:
+        figure = FIGURE.match('<figure class="chart" ' + part)
+        assert figure is not None
+        series, total, peak, available = figure.groups()
+        bars = [(datetime.fromisoformat(hour), int(count), title) for hour, count, title in BAR.findall(part)]
+        found[series] = {"total": int(total), "max": int(peak), "available": available == "true", "bars": bars}
+    return found
+
+
+def audited_per_hour(*actions: str) -> Counter[datetime]:
+    """What the audit table holds, counted per UTC hour in Python: the page must agree."""
+    counts: Counter[datetime] = Counter()
+    for created_at in AuditEvent.objects.filter(action__in=actions).values_list("created_at", flat=True):
+        counts[hour_of(created_at)] += 1
+    return counts
+
+
+def raw_redis() -> redis.Redis:
+    return redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
+
+
+def redis_counter(name: str, hour: datetime) -> int:
+    """A counter as Redis itself holds it (any other process would read the same)."""
+    key = {"429": "idp:activity:429", "uses": "apikeys:activity:uses"}[name]
+    value = raw_redis().get(cache.make_key(f"{key}:{hour:%Y%m%d%H}"))
+    return int(value) if value is not None else 0
+
+
+def assert_bars_match(chart: dict, expected: Counter[datetime]) -> None:
+    hours = [hour for hour, _, _ in chart["bars"]]
+    assert len(hours) == 24
+    assert hours == [hours[0] + HOUR * n for n in range(24)], "24 consecutive UTC hours, oldest first"
+    for hour, count, title in chart["bars"]:
+        assert count == expected.get(hour, 0), hour
+        assert title == f"{hour:%Y-%m-%d %H:%M} UTC: {count}"
+    in_window = sum(count for hour, count in expected.items() if hours[0] <= hour <= hours[-1])
+    assert chart["total"] == in_window
+    assert chart["max"] == max(count for _, count, _ in chart["bars"])
+
+
+def make_staff(*, is_staff: bool = True, may_view: bool = True, is_superuser: bool = False, codename="view_activity"):
+    user = make_user()
+    user.is_staff, user.is_superuser = is_staff, is_superuser
+    user.save(update_fields=["is_staff", "is_superuser"])
+    if may_view:
+        user.user_permissions.add(Permission.objects.get(content_type__app_label="idp", codename=codename))
+    return user
+
+
+def signed_in(user) -> Client:
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def sign_in_wrongly(username: str, *, ip: str) -> None:
+    reply = Client(REMOTE_ADDR=ip).post(reverse("login"), {"username": username, "password": WRONG_PASSWORD})
+    assert reply.status_code == 200  # the form again, with its error
+
+
+def issue_token(machine) -> None:
+    reply = Client().post(
+        "/oauth/token/",
+        {"grant_type": "client_credentials", "scope": "profile"},
+        HTTP_AUTHORIZATION=basic_auth(machine.application.client_id, machine.client_secret),
+    )
+    assert reply.status_code == 200, reply.content
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Argon2 costs about half a second per user; this page is not about passwords."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_bruteforce_counters():
+    """The brute-force watch counts failures in Redis, which outlives test databases."""
+    client = cache._cache.get_client()
+    for key in client.scan_iter(match="*audit:failed-logins:*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def limits(settings):
+    """Every rate limit generous, so a test lowers only the one it is about."""
+    settings.IDP_RATE_LIMITS = {name: "1000/minute" for name in django_settings.IDP_RATE_LIMITS}
+    return settings.IDP_RATE_LIMITS
+
+
+@pytest.fixture
+def staff(db):
+    return make_staff()
+
+
+@pytest.fixture
+def as_staff(staff) -> Client:
+    return signed_in(staff)
+
+
+@pytest.fixture
+def machine(db):
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+
+
+@pytest.fixture
+def key_owner(db):
+    """A user holding idp-admin, so a key of theirs may call GET /api/v1/users/."""
+    user = make_user()
+    role_grant(role=admin_role_ensure(actor=SYSTEM), user=user, actor=SYSTEM)
+    return user
+
+
+def issue_key(owner, **options):
+    admins = admin_role_ensure(actor=SYSTEM)
+    arguments = {"name": "deploy script", "actor": SYSTEM, "user": owner, "scopes": ["idp.manage"]}
+    arguments["role_ids"] = [admins.pk]
+    return apikey_create(**(arguments | options))
+
+
+# --- Who may --------------------------------------------------------------------------------------
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client, db):
+    response = client.get(PAGE)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={quote(PAGE)}"
+
+
+REFUSED = {
+    "staff-without-the-permission": {"is_staff": True, "may_view": False},
+    "staff-who-may-only-rotate-keys": {"is_staff": True, "codename": "rotate_signingkey"},
+    "permission-without-staff": {"is_staff": False, "may_view": True},
+    "superuser-without-staff": {"is_staff": False, "may_view": False, "is_superuser": True},
+}
+
+
+@pytest.mark.parametrize("who", REFUSED)
+def test_signed_in_without_staff_and_the_permission_is_403(db, who):
+    response = signed_in(make_staff(**REFUSED[who])).get(PAGE)
+    assert response.status_code == 403
+    assert "Not allowed" in response.content.decode()  # our 403 page
+    assert "data-series" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "who", [{"may_view": True}, {"may_view": False, "is_superuser": True}], ids=["staff", "superuser"]
+)
+def test_staff_with_the_permission_or_a_staff_superuser_see_the_page(db, who):
+    response = signed_in(make_staff(**who)).get(PAGE)
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    assert list(charts(response.content.decode())) == SERIES
+
+
+def test_the_nav_link_shows_only_to_those_who_may_see_the_page(as_staff):
+    link = f'href="{PAGE}"'
+    assert link in as_staff.get(reverse("apikeys:list")).content.decode()
+    assert 'aria-current="page">Activity</a>' in as_staff.get(PAGE).content.decode()
+    for user in (make_staff(may_view=False), make_staff(is_staff=False), make_staff(codename="rotate_signingkey")):
+        assert link not in signed_in(user).get(reverse("apikeys:list")).content.decode()
+
+
+# --- The charts carry what the database and Redis hold ----------------------------------------------
+
+
+def test_tokens_and_failed_sign_ins_per_hour_are_what_the_audit_table_holds(as_staff, machine, signing_key):
+    now = timezone.now()
+    victim = make_user()
+    with time_machine.travel(now - 5 * HOUR):
+        issue_token(machine)
+        issue_token(machine)
+        sign_in_wrongly(victim.username, ip="198.51.100.1")
+    with time_machine.travel(now - 2 * HOUR):
+        issue_token(machine)
+    with time_machine.travel(now - 30 * HOUR):  # a day and more ago: outside the window
+        issue_token(machine)
+        sign_in_wrongly(victim.username, ip="198.51.100.2")
+    another = make_user()  # five failures for one name would lock it out: the fifth is a 429
+    for n in range(3):
+        sign_in_wrongly(another.username, ip=f"198.51.100.{10 + n}")
+    issue_token(machine)
+
+    found = charts(as_staff.get(PAGE).content.decode())
+
+    tokens, failures = audited_per_hour(*TOKEN_ACTIONS), audited_per_hour("login.failed")
+    assert sum(tokens.values()) == 5 and sum(failures.values()) == 5
+    assert_bars_match(found["tokens"], tokens)
+    assert_bars_match(found["failed_signins"], failures)
+    assert found["tokens"]["total"] == 4, "the token of 30 hours ago is outside the window"
+    assert found["failed_signins"]["total"] == 4
+    # The last bar is the hour still counting, and the events of five hours ago sit five bars left.
+    bars = found["tokens"]["bars"]
+    assert bars[-1][0] == hour_of(timezone.now())
+    assert {hour: count for hour, count, _ in bars}[hour_of(now - 5 * HOUR)] == 2
+
+
+def test_the_hourly_buckets_follow_utc_hour_boundaries(db, machine, signing_key):
+    boundary = hour_of(timezone.now()) - 3 * HOUR
+    with time_machine.travel(boundary - timedelta(microseconds=1), tick=False):
+        issue_token(machine)
+    with time_machine.travel(boundary, tick=False):
+        issue_token(machine)
+        issue_token(machine)
+
+    # Seen from two hours later, the same rows have moved two buckets left; oldest first throughout.
+    for later in (0, 2):
+        overview = activity_overview(now=timezone.now() + later * HOUR)
+        [tokens] = [series for series in overview.series if series.key == "tokens"]
+        counts = {bucket.hour: bucket.count for bucket in tokens.buckets}
+        assert counts[boundary - HOUR] == 1
+        assert counts[boundary] == 2
+        assert tokens.total == 3
+        assert [bucket.hour for bucket in tokens.buckets] == activity_hours(now=timezone.now() + later * HOUR)
+        assert tokens.buckets[-1 - 3 - later].hour == boundary
+
+
+def test_every_429_is_counted_in_its_hour_and_allowed_requests_are_not(as_staff, limits, machine, key_owner, settings):
+    hour = hour_of(timezone.now())
+    # Under the limits: no refusal, nothing counted.
+    issue_token(machine)
+    assert redis_counter("429", hour) == 0
+
+    # The middleware: two over-limit token requests.
+    limits["token.ip"] = "1/minute"
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    grant = {"grant_type": "client_credentials", "scope": "profile"}
+    authorization = basic_auth(machine.application.client_id, machine.client_secret)
+    statuses = [client.post("/oauth/token/", grant, HTTP_AUTHORIZATION=authorization).status_code for _ in range(3)]
+    assert statuses == [200, 429, 429]
+    # The API's per-user throttle (a DRF throttle, after authentication): one more.
+    limits["api.user"] = "1/minute"
+    secret = issue_key(key_owner).secret
+    statuses = [Client().get("/api/v1/users/", HTTP_X_API_KEY=secret).status_code for _ in range(2)]
+    assert statuses == [200, 429]
+    # The sign-in lockout's page is a 429 too.
+    settings.AXES_FAILURE_LIMIT = 2
+    victim = make_user()
+    lockout = [
+        Client(REMOTE_ADDR="203.0.113.8")
+        .post(reverse("login"), {"username": victim.username, "password": WRONG_PASSWORD})
+        .status_code
+        for _ in range(3)
+    ]
+    assert lockout.count(429) >= 1
+
+    refused = 2 + 1 + lockout.count(429)
+    assert redis_counter("429", hour) == refused
+    ttl = raw_redis().ttl(cache.make_key(f"idp:activity:429:{hour:%Y%m%d%H}"))
+    assert 25 * 3600 < ttl <= 26 * 3600
+
+    found = charts(as_staff.get(PAGE).content.decode())
+    assert_bars_match(found["rate_limited"], Counter({hour: refused}))
+
+
+def test_api_key_uses_are_counted_per_hour_through_calls_and_introspection(as_staff, key_owner, machine):
+    hour = hour_of(timezone.now())
+    issued = issue_key(key_owner)
+    for header in ({"HTTP_X_API_KEY": issued.secret}, {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}):
+        assert Client().get("/api/v1/users/", **header).status_code == 200
+    reply = Client().post(
+        "/oauth/introspect/",
+        {"token": issued.secret},
+        HTTP_AUTHORIZATION=basic_auth(machine.application.client_id, machine.client_secret),
+    )
+    assert reply.json()["active"] is True
+    # A key that does not verify is no use of a key.
+    revoked = issue_key(key_owner, name="old")
+    apikey_revoke(key_id=revoked.key.pk, actor=SYSTEM)
+    assert Client().get("/api/v1/users/", HTTP_X_API_KEY=revoked.secret).status_code == 401
+    assert Client().get("/api/v1/users/", HTTP_X_API_KEY="idpk_AAAAAAAAAAAA_" + "x" * 49).status_code == 401
+
+    assert redis_counter("uses", hour) == 3
+    found = charts(as_staff.get(PAGE).content.decode())
+    assert_bars_match(found["apikey_uses"], Counter({hour: 3}))
+    # One pipeline with the last-used marker: last_used_at was still written once.
+    issued.key.refresh_from_db()
+    assert issued.key.last_used_at is not None
+
+
+def test_an_empty_day_is_24_zero_bars(as_staff):
+    found = charts(as_staff.get(PAGE).content.decode())
+    for series in SERIES:
+        assert found[series]["available"]
+        assert_bars_match(found[series], Counter())
+        assert found[series]["total"] == 0
+
+
+def test_with_redis_unreachable_the_counters_say_unavailable_and_nothing_fails(as_staff, key_owner, settings, caplog):
+    issued = issue_key(key_owner)
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    # A key that verifies still verifies: only its bookkeeping is lost, with a warning. (The
+    # counting services are called directly: other parts of an API call need the cache too.)
+    assert apikey_use(presented=issued.secret) is not None
+    issued.key.refresh_from_db()
+    assert issued.key.last_used_at is None
+    refusal_note()
+    messages = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "API key use not counted: the cache is unavailable" in messages
+    assert "429 not counted: the cache is unavailable" in messages
+
+    response = as_staff.get(PAGE)
+    assert response.status_code == 200
+    found = charts(response.content.decode())
+    assert {name: chart["available"] for name, chart in found.items()} == {
+        "tokens": True,
+        "failed_signins": True,
+        "rate_limited": False,
+        "apikey_uses": False,
+    }
+    assert "the counters in Redis could not be read" in response.content.decode()
+
+
+# --- Alerts and keys due --------------------------------------------------------------------------
+
+
+def test_the_latest_alerts_come_from_real_flows_newest_first(as_staff, settings):
+    settings.AUDIT_BRUTEFORCE_THRESHOLD = 2
+    victim = make_user()
+    for n in range(2):
+        sign_in_wrongly(victim.username, ip=f"198.51.100.{40 + n}")
+
+    body = as_staff.get(PAGE).content.decode()
+
+    expected = list(
+        AuditEvent.objects.filter(action__in=["alert.bruteforce", "login.locked_out", "token.reuse_detected"])
+        .order_by("-created_at", "-id")
+        .values_list("action", flat=True)
+    )
+    assert expected == ["alert.bruteforce"]
+    rows = re.findall(r'<tr class="alert-row" data-action="([^"]+)">', body)
+    assert rows == expected
+    alerts = body.split('id="alerts-heading"')[1].split("</section>")[0]
+    assert victim.username in alerts
+    assert "failures: 2" in alerts
+    assert "token.issued" not in alerts and "login.failed" not in alerts
+
+
+def test_no_more_than_ten_alerts_are_listed(as_staff):
+    for n in range(12):
+        audit.record(audit.Action.ALERT_BRUTEFORCE, actor=SYSTEM, outcome="alert", data={"by": "ip", "n": n})
+    body = as_staff.get(PAGE).content.decode()
+    assert len(re.findall(r'<tr class="alert-row"', body)) == 10
+    assert "n: 11" in body and "n: 1<" not in body and "n: 0<" not in body
+
+
+def test_keys_due_within_a_week_are_listed_overdue_first(as_staff, key_owner, settings):
+    settings.SIGNING_KEY_ROTATION_SECONDS = 30 * 24 * 3600
+    now = timezone.now()
+    for algorithms, made in ((["RS256"], now - timedelta(days=31)), (["RS256", "ES256"], now - timedelta(days=25))):
+        settings.SIGNING_ALGORITHMS = algorithms
+        signing_keys_ensure(actor=SYSTEM, now=made)
+    settings.SIGNING_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+    signing_keys_ensure(actor=SYSTEM, now=now)  # EdDSA rotates in 30 days: not listed
+    active = {key.algorithm: key for key in SigningKey.objects.filter(status="active")}
+
+    overdue = issue_key(key_owner, name="overdue", rotate_every=HOUR, now=now - 3 * HOUR)
+    soon = issue_key(key_owner, name="soon", rotate_every=timedelta(days=12), now=now - timedelta(days=10))
+    issue_key(key_owner, name="later", rotate_every=timedelta(days=30))
+    revoked = issue_key(key_owner, name="revoked", rotate_every=HOUR)
+    apikey_revoke(key_id=revoked.key.pk, actor=SYSTEM)
+
+    body = as_staff.get(PAGE).content.decode()
+
+    signing = re.findall(r'<tr class="due-signing-key" data-kid="([^"]+)" data-overdue="(\w+)">', body)
+    assert signing == [(active["RS256"].kid, "true"), (active["ES256"].kid, "false")]
+    apikeys = re.findall(r'<tr class="due-apikey" data-public-id="([^"]+)" data-overdue="(\w+)">', body)
+    assert apikeys == [(overdue.key.public_id, "true"), (soon.key.public_id, "false")]
+    assert key_owner.username in body.split('id="apikeys-due-heading"')[1]
+
+
+# --- Hostile requests and cost ------------------------------------------------------------------------
+
+HOSTILE_QUERIES = [
+    "hours=-1",
+    "hours=99999999999999999999",
+    "since=' OR 1=1 --",
+    "series=<script>alert(1)</script>",
+    "%ff%fe=%00",
+    "a=" + "x" * 5000,
+    "hours=1&hours=2",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=["neg", "huge", "sql", "xss", "bytes", "long", "repeat"])
+def test_hostile_query_strings_never_fail_the_page(as_staff, query):
+    response = as_staff.get(f"{PAGE}?{query}")
+    assert response.status_code in (200, 400)
+    body = response.content.decode()
+    assert "<script>alert" not in body and "Traceback" not in body
+    if response.status_code == 200:
+        assert list(charts(body)) == SERIES
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_other_methods_are_405_and_change_nothing(as_staff, method):
+    before = AuditEvent.objects.count()
+    assert getattr(as_staff, method)(PAGE).status_code == 405
+    assert AuditEvent.objects.count() == before
+
+
+def test_head_and_options_do_not_fail(as_staff):
+    assert as_staff.head(PAGE).status_code == 200
+    assert as_staff.options(PAGE).status_code < 500
+
+
+def _page_queries(browser: Client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert browser.get(PAGE).status_code == 200
+    return len(queries.captured_queries)
+
+
+def test_the_query_count_does_not_grow_with_the_data(staff, machine, key_owner, signing_key, settings):
+    """One grouped query for the audit series, one each for alerts, their users and the keys due:
+    never one per hour, per alert or per key."""
+    settings.AUDIT_BRUTEFORCE_THRESHOLD = 2
+    browser = signed_in(staff)
+    victim = make_user()
+    issue_token(machine)
+    for n in range(2):
+        sign_in_wrongly(victim.username, ip=f"198.51.100.{60 + n}")
+    issue_key(key_owner, name="due", rotate_every=HOUR, now=timezone.now() - 2 * HOUR)
+    sparse = _page_queries(browser)
+
+    now = timezone.now()
+    for back in range(1, 20, 3):
+        with time_machine.travel(now - back * HOUR):
+            issue_token(machine)
+            sign_in_wrongly(make_user().username, ip=f"198.51.100.{70 + back}")
+    for n in range(8):
+        victim = make_user()
+        for attempt in range(2):
+            sign_in_wrongly(victim.username, ip=f"203.0.113.{n * 2 + attempt + 1}")
+        issue_key(key_owner, name=f"due {n}", rotate_every=HOUR, now=now - 2 * HOUR)
+    busy = _page_queries(browser)
+
+    assert busy == sparse
+    assert busy <= 12

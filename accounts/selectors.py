@@ -2,16 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from oauth2_provider.models import get_application_model
 
 import audit
 from accounts.models import Permission, Role, RoleAssignment, User
+
+T = TypeVar("T")
+
+
+class MarkedCache:
+    """Reads kept in the shared cache (Redis) for as long as nothing they depend on has changed.
+
+    Every entry carries the generation mark it was read under and counts only while that mark is
+    current; forget() replaces the mark, which makes every entry stale in every process at once.
+    Mark and entry come back in one round trip. The receivers that call forget() do so at once
+    (for reads later in the same transaction) and again after the commit (a concurrent request
+    may have cached what it read before the commit in between).
+
+    Without a shared cache (`make run` on its embedded defaults keeps one per process) nothing is
+    kept: one process could not tell the others that something changed.
+    """
+
+    def __init__(self, name: str, *, seconds: int) -> None:
+        self.mark_key = f"idp:{name}:mark"
+        self.entry_prefix = f"idp:{name}:"
+        # Invalidation is by the mark; the timeout bounds what an unsignalled bulk update() leaves.
+        self.seconds = seconds
+
+    def get_or_read(self, key: str, read: Callable[[], T | None]) -> T | None:
+        """The cached value for key, else read() (a None from it is not kept)."""
+        if "RedisCache" not in settings.CACHES["default"]["BACKEND"]:
+            return read()
+        # Hashed: a key may hold whatever a request said, of any length and alphabet.
+        entry_key = self.entry_prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        found = cache.get_many([self.mark_key, entry_key])
+        mark, entry = found.get(self.mark_key), found.get(entry_key)
+        if mark is not None and entry is not None and entry[0] == mark:
+            return entry[1]
+        value = read()
+        if value is None:
+            return None
+        if mark is None:
+            mark = uuid.uuid4().hex
+            if not cache.add(self.mark_key, mark, timeout=None):
+                return value  # another process set one meanwhile; the next read keeps the value
+        cache.set(entry_key, (mark, value), self.seconds)
+        return value
+
+    def forget(self, **kwargs: Any) -> None:
+        """Signal receiver: every entry is stale from now on."""
+        self._mark_replace()
+        transaction.on_commit(self._mark_replace)
+
+    def _mark_replace(self) -> None:
+        cache.set(self.mark_key, uuid.uuid4().hex, timeout=None)
 
 
 def user_standard_claims(user: User) -> dict[str, Any]:
@@ -81,6 +136,12 @@ def subject_roles(
     return roles
 
 
+# Every token, introspection and API call asks what its subject holds; who holds what changes
+# rarely. Any change to roles, assignments, permissions or group membership makes all of it stale
+# (accounts.apps connects the receivers).
+access_cache = MarkedCache("access", seconds=300)
+
+
 def subject_access(
     *,
     user_id: int | None = None,
@@ -90,13 +151,38 @@ def subject_access(
     among: list[int] | None = None,
 ) -> Access:
     """Effective roles and permissions of a subject (subject_roles), limited to the role ids
-    `among` when given (an API key's roles). Two queries, whatever the number of roles."""
+    `among` when given (an API key's roles). From the shared cache, else one query."""
+    key = f"{user_id}:{client_pk}:{application_pk}:{all_clients}:{sorted(among) if among is not None else None}"
+    access = access_cache.get_or_read(
+        key,
+        lambda: _subject_access_read(
+            user_id=user_id, client_pk=client_pk, application_pk=application_pk, all_clients=all_clients, among=among
+        ),
+    )
+    assert access is not None  # noqa: S101 - the read always answers
+    return access
+
+
+def _subject_access_read(
+    *,
+    user_id: int | None,
+    client_pk: int | None,
+    application_pk: int | None,
+    all_clients: bool,
+    among: list[int] | None,
+) -> Access:
+    # One query, whatever the number of roles: each role with each of its permissions (a role
+    # without any comes once, with None).
     roles = subject_roles(user_id=user_id, client_pk=client_pk, application_pk=application_pk, all_clients=all_clients)
     if among is not None:
         roles = roles.filter(pk__in=among)
-    found = dict(roles.values_list("pk", "name").distinct())
-    codenames = Permission.objects.filter(roles__pk__in=list(found)).values_list("codename", flat=True).distinct()
-    return Access(roles=sorted(set(found.values())), permissions=sorted(codenames))
+    pairs = roles.values_list("name", "permissions__codename").distinct()
+    names, codenames = set(), set()
+    for name, codename in pairs:
+        names.add(name)
+        if codename is not None:
+            codenames.add(codename)
+    return Access(roles=sorted(names), permissions=sorted(codenames))
 
 
 # --- The management API's callers and reads ------------------------------------------------------

@@ -9,16 +9,21 @@ class IdpConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
-        from idp import cors
+        from idp import cors, metrics
         from idp.models import AccessToken, Application
-        from idp.oauth import access_tokens
+        from idp.oauth import access_tokens, clients
 
         check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.cors.client_origin")
         # A client's origins or its is_active flag changed: the next CORS request reads them anew.
         post_save.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_save")
         post_delete.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_delete")
+        # Client authentication reads clients from the shared cache: any change makes every copy stale.
+        for signal in (post_save, post_delete):
+            signal.connect(clients.client_cache.forget, sender=Application, dispatch_uid="idp.clients.forget")
         # DOT revokes an access token by deleting its row, on many paths: a JWT access token's jti
         # goes on the deny-list then, whichever path it was.
         post_delete.connect(
             access_tokens.access_token_deleted, sender=AccessToken, dispatch_uid="idp.access_tokens.deny_on_delete"
         )
+        # Metrics from audit rows and Celery signals, in every process: web, worker and beat.
+        metrics.receivers_connect()

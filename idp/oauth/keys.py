@@ -84,53 +84,91 @@ def _public(kid: str, public_jwk: str) -> jwk.JWK:
     return jwk.JWK.from_json(public_jwk)
 
 
-def signing_key_active(algorithm: str = SigningKey.Algorithm.RS256) -> ActiveKey:
-    """The key that signs now with `algorithm`; one indexed query, decryption cached per process."""
-    row = (
-        SigningKey.objects.filter(status=SigningKey.Status.ACTIVE, algorithm=algorithm)
-        .values_list("kid", "private_key_encrypted")
-        .first()
+# Every token request signs, and every JWKS request, id_token_hint and JWT introspection reads
+# the keys, which change a few times a month. Each process keeps one snapshot of them (one query)
+# for SNAPSHOT_TTL_SECONDS at most, and forgets it at once when it changes a key itself. Another
+# process may use a snapshot from before a change for those seconds, which the lifecycle makes
+# harmless: a key is published a day before it signs, so a new key missing for seconds has
+# signed nothing yet; a retired key signing for seconds more is still published; and a withdrawn
+# key lingering for seconds verifies only tokens that have expired. A kid the snapshot does not
+# know as a verifier is looked up in the database before it is refused: it may have started
+# signing in another process since.
+SNAPSHOT_TTL_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    expires_at: float
+    published: list[dict[str, Any]]
+    active: dict[str, tuple[str, str]]  # algorithm: (kid, encrypted private key)
+    verifiers: dict[str, tuple[str, dict[str, Any]]]  # kid: (algorithm, public JWK), active or retired
+
+
+_snapshot: _Snapshot | None = None
+
+
+def _keys_snapshot() -> _Snapshot:
+    global _snapshot
+    cached = _snapshot
+    if cached is not None and time.monotonic() < cached.expires_at:
+        return cached
+    rows = SigningKey.objects.order_by("algorithm", "-created_at").values_list(
+        "kid", "algorithm", "status", "public_jwk", "private_key_encrypted"
     )
+    published, active, verifiers = [], {}, {}
+    for kid, algorithm, status, public, encrypted in rows:
+        published.append(public)
+        if status == SigningKey.Status.ACTIVE:
+            active[algorithm] = (kid, encrypted)
+        if status in (SigningKey.Status.ACTIVE, SigningKey.Status.RETIRED):
+            verifiers[kid] = (algorithm, public)
+    _snapshot = _Snapshot(time.monotonic() + SNAPSHOT_TTL_SECONDS, published, active, verifiers)
+    return _snapshot
+
+
+def signing_keys_published_forget() -> None:
+    """Drop this process's snapshot of the keys: now, and again when the change commits."""
+    global _snapshot
+    _snapshot = None
+    if connection.in_atomic_block:
+        transaction.on_commit(_snapshot_drop)
+
+
+def _snapshot_drop() -> None:
+    global _snapshot
+    _snapshot = None
+
+
+def signing_key_active(algorithm: str = SigningKey.Algorithm.RS256) -> ActiveKey:
+    """The key that signs now with `algorithm`, from the snapshot; decryption cached per process."""
+    row = _keys_snapshot().active.get(algorithm)
+    if row is None:  # made since the snapshot (ensure_signing_key), or missing altogether
+        row = (
+            SigningKey.objects.filter(status=SigningKey.Status.ACTIVE, algorithm=algorithm)
+            .values_list("kid", "private_key_encrypted")
+            .first()
+        )
     if row is None:
         raise ImproperlyConfigured(f"No active {algorithm} signing key: run `python manage.py ensure_signing_key`.")
     kid, encrypted = row
     return ActiveKey(kid=kid, algorithm=algorithm, jwk=_decrypt(kid, encrypted))
 
 
-# The published set is read on every JWKS request and every id_token_hint, and changes a few times
-# a month. Each process keeps it for PUBLISHED_TTL_SECONDS at most, and forgets it at once when it
-# changes a key itself. Another process may serve the set before a change for those seconds, which
-# the lifecycle makes harmless: a key is published a day before it signs, so a new key missing for
-# seconds has signed nothing yet, and a withdrawn key lingering for seconds verifies only tokens
-# that have expired.
-PUBLISHED_TTL_SECONDS = 10
-_published: tuple[float, list[dict[str, Any]]] | None = None
-
-
 def signing_keys_published() -> list[dict[str, Any]]:
     """Public JWKs of every key relying parties may meet: next, active and retired."""
-    global _published
-    cached = _published
-    if cached is not None and time.monotonic() < cached[0]:
-        return cached[1]
-    keys = list(SigningKey.objects.order_by("algorithm", "-created_at").values_list("public_jwk", flat=True))
-    _published = (time.monotonic() + PUBLISHED_TTL_SECONDS, keys)
-    return keys
-
-
-def signing_keys_published_forget() -> None:
-    global _published
-    _published = None
+    return _keys_snapshot().published
 
 
 def signing_key_verifier(kid: str) -> tuple[str, jwk.JWK] | None:
     """(algorithm, public key) of a key that may have signed a token still alive: active or
-    retired, never next (it has signed nothing). None for any other kid. One indexed query."""
-    row = (
-        SigningKey.objects.filter(kid=kid, status__in=[SigningKey.Status.ACTIVE, SigningKey.Status.RETIRED])
-        .values_list("algorithm", "public_jwk")
-        .first()
-    )
+    retired, never next (it has signed nothing). None for any other kid."""
+    row = _keys_snapshot().verifiers.get(kid)
+    if row is None:
+        row = (
+            SigningKey.objects.filter(kid=kid, status__in=[SigningKey.Status.ACTIVE, SigningKey.Status.RETIRED])
+            .values_list("algorithm", "public_jwk")
+            .first()
+        )
     if row is None:
         return None
     algorithm, public = row

@@ -98,13 +98,31 @@ def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) ->
     return INACTIVE
 
 
+# What an introspection answer reads of a token and its holders, and nothing else: the rows carry
+# much more (the hashed secret, redirect URIs, a user's profile).
+_ACCESS_TOKEN_FIELDS = (
+    "scope",
+    "expires",
+    "created",
+    "application__client_id",
+    "application__is_active",
+    "user__username",
+    "user__is_active",
+)
+
+
 def _holders_active(application: Application | None, user: Any) -> bool:
     """A token dies with its client's or its user's deactivation."""
     return (application is None or application.is_active) and (user is None or user.is_active)
 
 
 def _introspect_access_token(checksum: str, issuer: str) -> dict[str, Any] | None:
-    access = AccessToken.objects.select_related("application", "user").filter(token_checksum=checksum).first()
+    access = (
+        AccessToken.objects.select_related("application", "user")
+        .only(*_ACCESS_TOKEN_FIELDS)
+        .filter(token_checksum=checksum)
+        .first()
+    )
     if access is None:
         return None
     if access.is_expired() or not _holders_active(access.application, access.user):

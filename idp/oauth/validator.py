@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +21,13 @@ from oauthlib.oauth2.rfc6749 import errors
 
 import audit
 from accounts.selectors import subject_access, user_standard_claims
-from idp import services
+from idp import logs, services
 from idp.models import AccessToken, Grant, RefreshToken
-from idp.oauth import access_tokens, keys
+from idp.oauth import access_tokens, clients, keys
+
+# The ID token finalize_id_token signed in this request (thread or task), with its row, until
+# _save_bearer_token has linked it. Not an attribute: DOT keeps one validator for every request.
+_id_token_just_signed: ContextVar[tuple[str, Any] | None] = ContextVar("id_token_just_signed", default=None)
 
 
 class IdpValidator(OAuth2Validator):
@@ -31,6 +37,13 @@ class IdpValidator(OAuth2Validator):
         if not provided_secret or not stored_secret:
             return False
         return super()._check_secret(provided_secret, stored_secret)
+
+    def _load_application(self, client_id: str, request: Any) -> Any:
+        # DOT's own checks still run on what the shared cache gives (the id matches, the client
+        # is usable); only the database read is saved.
+        if not request.client and isinstance(client_id, str):  # None when no credentials came
+            request.client = clients.client_cached(client_id=client_id)
+        return super()._load_application(client_id, request)
 
     def _authenticate_basic_auth(self, request: Any) -> bool:
         # DOT lets base64's ValueError for a non-ASCII Authorization header escape as a 500;
@@ -46,6 +59,21 @@ class IdpValidator(OAuth2Validator):
         return super()._authenticate_request_body(request) or self._authenticate_with_previous_secret(
             super()._authenticate_request_body, request
         )
+
+    # --- The request line (idp.logs) names a client only once it authenticated, or for a public
+    # client (RFC 6749 §2.1: it has no credentials) once it named a registered client; an unknown
+    # client_id a caller typed never reaches the log.
+    def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        authenticated = super().authenticate_client(request, *args, **kwargs)
+        if authenticated:
+            logs.request_client_set(client_id=request.client.client_id)
+        return authenticated
+
+    def authenticate_client_id(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> bool:
+        identified = super().authenticate_client_id(client_id, request, *args, **kwargs)
+        if identified:
+            logs.request_client_set(client_id=request.client.client_id)
+        return identified
 
     def _authenticate_with_previous_secret(self, authenticate: Callable[[Any], bool], request: Any) -> bool:
         """During a rotation's grace period (idp.services.client_secret_rotate) the secret before
@@ -69,6 +97,11 @@ class IdpValidator(OAuth2Validator):
         if valid and request.user is not None and not request.user.is_active:
             request.oauth2_error = {"error": "invalid_token", "error_description": "The access token is invalid."}
             return False
+        if valid:  # the token's client and owner, for the request line (userinfo, /api/v1)
+            if request.client is not None:
+                logs.request_client_set(client_id=request.client.client_id)
+            if request.user is not None:
+                logs.request_user_set(user_id=request.user.pk)
         return valid
 
     def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -134,6 +167,7 @@ class IdpValidator(OAuth2Validator):
         if grant.is_expired():
             return False
         # What DOT's validate_code sets, from the row already locked (one query, not two).
+        request.idp_grant = grant
         request.scopes = grant.scope.split(" ")
         request.user = grant.user
         if grant.nonce:
@@ -230,11 +264,50 @@ class IdpValidator(OAuth2Validator):
             # token (read before DOT's rotation deletes the old one).
             if presented.access_token is not None and presented.access_token.claims:
                 request.claims = presented.access_token.claims
-        super()._save_bearer_token(token, request, *args, **kwargs)
+        try:
+            super()._save_bearer_token(token, request, *args, **kwargs)
+        finally:
+            _id_token_just_signed.set(None)  # this request's only: the validator is shared by all
+        if request.user is not None:
+            logs.request_user_set(user_id=request.user.pk)  # whom the tokens act for, in the request line
         # DOT's own TokenView sends this after answering, re-reading the token (idp's TokenView
         # does not: see there). Sent here instead, inside the transaction, with the token just made
         # and oauthlib's request: the audit app records token.issued / token.refreshed from it.
         app_authorized.send(sender=type(self), request=request, token=request.issued_access_token)
+
+    # DOT reads the grant again for each of these (oauthlib asks after validate_code); the row
+    # validate_code locked and checked for this client answers them all, within the request.
+    def _grant_validated(self, code: str, request: Any) -> Grant | None:
+        grant = getattr(request, "idp_grant", None)
+        if grant is None or request.code != code or grant.application_id != getattr(request.client, "pk", None):
+            return None
+        return grant
+
+    def confirm_redirect_uri(
+        self, client_id: str, code: str, redirect_uri: str, client: Any, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        grant = self._grant_validated(code, request)
+        if grant is None:
+            return super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
+        return grant.redirect_uri_allowed(redirect_uri)
+
+    def get_code_challenge(self, code: str, request: Any) -> str | None:
+        grant = self._grant_validated(code, request)
+        if grant is None:
+            return super().get_code_challenge(code, request)
+        return grant.code_challenge or None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> str | None:
+        grant = self._grant_validated(code, request)
+        if grant is None:
+            return super().get_code_challenge_method(code, request)
+        return grant.code_challenge_method or None
+
+    def get_authorization_code_nonce(self, client_id: str, code: str, redirect_uri: str, request: Any) -> str | None:
+        grant = self._grant_validated(code, request)
+        if grant is None:
+            return super().get_authorization_code_nonce(client_id, code, redirect_uri, request)
+        return grant.nonce or None
 
     # --- ID tokens: signed with the active key of the algorithm the client registered
     # (id_token_signed_response_alg), always with its kid, so a relying party picks the key from
@@ -257,7 +330,18 @@ class IdpValidator(OAuth2Validator):
             saved = self._save_id_token(id_token["jti"], request, expiration_time)
         request.access_token = saved
         request.id_token = saved
-        return signed.serialize()
+        serialized = signed.serialize()
+        _id_token_just_signed.set((serialized, saved))
+        return serialized
+
+    def _load_id_token(self, token: str) -> Any:
+        # DOT verifies the ID token finalize_id_token just signed, and reads its row again, to link
+        # it to the access token in _save_bearer_token. The very string signed a moment ago, in
+        # this request, needs neither.
+        signed = _id_token_just_signed.get()
+        if signed is not None and hmac.compare_digest(signed[0], token):
+            return signed[1]
+        return super()._load_id_token(token)
 
     def _get_key_for_token(self, token: str) -> Any:
         # DOT verifies an ID token it is handed back (its own, when linking it to the access token

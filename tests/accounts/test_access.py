@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.test import override_settings
 
 import audit
+from accounts.models import Permission, RoleAssignment
 from accounts.selectors import Access, subject_access
-from accounts.services import role_create, role_grant
+from accounts.services import role_create, role_delete, role_grant, role_revoke
 from tests.factories import make_client, make_user
 
 SYSTEM = audit.Actor.system("tests")
@@ -103,8 +105,88 @@ def test_a_constant_number_of_queries_however_many_roles(clients, django_assert_
         held = role(f"role{number}", f"perm.p{number}", "perm.common", client=clients["a"] if number % 3 else None)
         role_grant(role=held, **({"group": group} if number % 2 else {"user": bob}), actor=SYSTEM)
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         access = subject_access(user_id=bob.pk, application_pk=clients["a"].pk)
+    with django_assert_num_queries(0):  # from the shared cache until something changes
+        again = subject_access(user_id=bob.pk, application_pk=clients["a"].pk)
 
     assert len(access.roles) == count
     assert len(access.permissions) == count + 1
+    assert again == access
+
+
+def _revoke_the_assignment(held, bob, group):
+    role_revoke(assignment=RoleAssignment.objects.get(role=held, user=bob), actor=SYSTEM)
+
+
+def _remove_the_permission_from_the_role(held, bob, group):
+    held.permissions.remove(Permission.objects.get(codename="perm.direct"))
+
+
+def _clear_the_roles_permissions(held, bob, group):
+    held.permissions.clear()
+
+
+def _delete_the_permission(held, bob, group):
+    Permission.objects.get(codename="perm.direct").delete()
+
+
+def _delete_the_role(held, bob, group):
+    role_delete(role_id=held.pk, actor=SYSTEM)
+
+
+def _take_bob_out_of_the_group(held, bob, group):
+    bob.groups.remove(group)
+
+
+def _delete_the_group(held, bob, group):
+    group.delete()
+
+
+def _rename_the_role_in_admin(held, bob, group):
+    held.name = "renamed"
+    held.save()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _revoke_the_assignment,
+        _remove_the_permission_from_the_role,
+        _clear_the_roles_permissions,
+        _delete_the_permission,
+        _delete_the_role,
+        _take_bob_out_of_the_group,
+        _delete_the_group,
+        _rename_the_role_in_admin,
+    ],
+)
+def test_every_change_to_who_holds_what_shows_in_the_next_answer(db, change):
+    bob = make_user()
+    group = Group.objects.create(name="crew")
+    bob.groups.add(group)
+    held = role("direct", "perm.direct")
+    role_grant(role=held, user=bob, actor=SYSTEM)
+    role_grant(role=role("crew", "perm.crew"), group=group, actor=SYSTEM)
+    before = subject_access(user_id=bob.pk)
+    assert before == Access(roles=["crew", "direct"], permissions=["perm.crew", "perm.direct"])
+    assert subject_access(user_id=bob.pk) == before  # cached now
+
+    change(held, bob, group)
+
+    assert subject_access(user_id=bob.pk) == _access_read_from_the_database(bob)
+    assert subject_access(user_id=bob.pk) != before
+
+
+def _access_read_from_the_database(user) -> Access:
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        return subject_access(user_id=user.pk)
+
+
+def test_without_a_shared_cache_every_answer_is_read_anew(db, django_assert_num_queries):
+    bob = make_user()
+    role_grant(role=role("direct", "perm.direct"), user=bob, actor=SYSTEM)
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=local), django_assert_num_queries(2):
+        subject_access(user_id=bob.pk)
+        subject_access(user_id=bob.pk)

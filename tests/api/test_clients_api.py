@@ -62,8 +62,11 @@ def test_a_rotated_secret_keeps_working_for_the_grace_period_then_stops(live_ser
     )
     assert introspection.status_code == 200, "every client-authenticated endpoint accepts it"
 
-    # The grace period ends (moved into the past rather than waited for).
-    Application.objects.filter(pk=stored.pk).update(previous_client_secret_expires_at=timezone.now())
+    # The grace period ends (moved into the past rather than waited for, saved as any change to a
+    # client is, so the cached copy of the client goes stale with it).
+    stored = Application.objects.get(pk=stored.pk)
+    stored.previous_client_secret_expires_at = timezone.now()
+    stored.save(update_fields=["previous_client_secret_expires_at"])
     assert not works(live_server, client_id, old), "the old secret stops when the grace period ends"
     assert works(live_server, client_id, new)
 

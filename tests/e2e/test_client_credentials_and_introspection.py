@@ -3,10 +3,14 @@ through the live server as a resource server would call it."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
+import audit
+from idp import services
 from idp.models import AccessToken
 from tests.factories import make_client
 
@@ -166,3 +170,57 @@ def test_a_disabled_client_gets_no_tokens_and_its_tokens_go_inactive(
     assert reply.status_code == 401
     assert reply.json()["error"] == "invalid_client"
     assert introspect(live_server, resource_server, token).json() == {"active": False}
+
+
+def test_a_resource_server_disabled_after_it_introspected_is_refused_at_once(
+    live_server, signing_key, machine, resource_server
+):
+    token = client_credentials_token(live_server, machine)["access_token"]
+    assert introspect(live_server, resource_server, token).json()["active"] is True  # its client is cached now
+
+    services.client_disable(application_id=resource_server.application.pk, actor=audit.Actor.system("tests"))
+
+    reply = introspect(live_server, resource_server, token)
+    assert reply.status_code == 401
+    assert reply.json()["error"] == "invalid_client"
+
+
+def test_a_secret_rotated_without_grace_stops_at_once_though_the_client_was_cached(live_server, signing_key, machine):
+    assert client_credentials_token(live_server, machine)["access_token"]  # its client is cached now
+
+    rotated = services.client_secret_rotate(
+        application_id=machine.application.pk, grace_seconds=0, actor=audit.Actor.system("tests")
+    )
+
+    old = post_as(live_server, machine, "/oauth/token/", {"grant_type": "client_credentials"})
+    assert old.status_code == 401
+    auth = (machine.application.client_id, rotated.client_secret)
+    new = requests.post(
+        endpoint(live_server, "/oauth/token/"), data={"grant_type": "client_credentials"}, auth=auth, timeout=10
+    )
+    assert new.status_code == 200
+
+
+def _basic(issued) -> str:
+    pair = f"{issued.application.client_id}:{issued.client_secret}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
+def test_a_warm_introspection_costs_one_query(client, signing_key, machine, resource_server, django_assert_num_queries):
+    """The token's row, with its client and user, is the one query: the resource server's client
+    and the subject's roles come from the shared cache (docs/performance.md)."""
+    issued = client.post(
+        "/oauth/token/", {"grant_type": "client_credentials"}, HTTP_AUTHORIZATION=_basic(machine)
+    ).json()
+
+    def introspect_once():
+        form = {"token": issued["access_token"]}
+        return client.post("/oauth/introspect/", form, HTTP_AUTHORIZATION=_basic(resource_server))
+
+    assert introspect_once().json()["active"] is True
+
+    with django_assert_num_queries(1):
+        answer = introspect_once().json()
+
+    assert answer["active"] is True
+    assert answer["client_id"] == machine.application.client_id

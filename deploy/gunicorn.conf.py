@@ -18,6 +18,11 @@ from typing import Any
 
 _OWNED = "IDP_GUNICORN_METRICS_DIR_OWNED"
 
+# gunicorn 27 opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
+# two servers on a host (tests, make bench, a second instance) would fight over it; nothing here
+# uses gunicornc, and a socket not opened is one less way in.
+control_socket_disable = True
+
 # Set before any worker exists: prometheus_client decides at import time whether to count in files.
 # gunicorn runs this file again on HUP; by then the variable is set and the directory is kept.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import audit
 from accounts.models import Permission, Role, RoleAssignment, User
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class MarkedCache:
@@ -31,7 +33,9 @@ class MarkedCache:
     may have cached what it read before the commit in between).
 
     Without a shared cache (`make run` on its embedded defaults keeps one per process) nothing is
-    kept: one process could not tell the others that something changed.
+    kept: one process could not tell the others that something changed. When Redis is unreachable,
+    reads go to the database; a change cannot then replace the mark, and its save fails rather than
+    leave entries that would be stale once Redis is back.
     """
 
     def __init__(self, name: str, *, seconds: int) -> None:
@@ -46,7 +50,11 @@ class MarkedCache:
             return read()
         # Hashed: a key may hold whatever a request said, of any length and alphabet.
         entry_key = self.entry_prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-        found = cache.get_many([self.mark_key, entry_key])
+        try:
+            found = cache.get_many([self.mark_key, entry_key])
+        except Exception:  # noqa: BLE001 - any failure of the cache's client: read, keep nothing
+            logger.warning("shared cache unavailable; %s read from the database", self.entry_prefix, exc_info=True)
+            return read()
         mark, entry = found.get(self.mark_key), found.get(entry_key)
         if mark is not None and entry is not None and entry[0] == mark:
             return entry[1]

@@ -190,3 +190,13 @@ def test_without_a_shared_cache_every_answer_is_read_anew(db, django_assert_num_
     with override_settings(CACHES=local), django_assert_num_queries(2):
         subject_access(user_id=bob.pk)
         subject_access(user_id=bob.pk)
+
+
+def test_an_unreachable_redis_means_reading_the_database_not_failing(db):
+    bob = make_user()
+    role_grant(role=role("direct", "perm.direct"), user=bob, actor=SYSTEM)
+    closed = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    with override_settings(CACHES=closed):
+        assert subject_access(user_id=bob.pk) == Access(roles=["direct"], permissions=["perm.direct"])

@@ -17,6 +17,6 @@ urlpatterns = [
     path("oauth/token/", views.TokenView.as_view(), name="token"),
     path("oauth/revoke/", dot_views.RevokeTokenView.as_view(), name="revoke-token"),
     path("oauth/introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
-    path("oauth/userinfo/", dot_views.UserInfoView.as_view(), name="user-info"),
+    path("oauth/userinfo/", views.UserInfoView.as_view(), name="user-info"),
     path("oauth/logout/", views.LogoutView.as_view(), name="rp-initiated-logout"),
 ]

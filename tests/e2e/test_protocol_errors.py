@@ -207,3 +207,17 @@ def test_disabled_client_cannot_get_tokens(rp, signed_in_code, issued_client):
     issued_client.application.save(update_fields=["is_active"])
     reply = exchange_raw(rp, signed_in_code.params["code"], signed_in_code.code_verifier)
     assert_oauth_error(reply, 401, "invalid_client")
+
+
+def test_userinfo_refuses_an_access_token_in_the_query_string(rp, signed_in_code):
+    """RFC 9700 §4.3.2: a token in a URL ends up in logs; the header and the form body still work."""
+    token = rp.exchange(signed_in_code)["access_token"]
+    userinfo = rp.metadata["userinfo_endpoint"]
+
+    in_query = requests.get(userinfo, params={"access_token": token}, timeout=10)
+    assert_oauth_error(in_query, 400, "invalid_request")
+    assert in_query.headers["WWW-Authenticate"].startswith("Bearer")
+    assert token not in in_query.text
+
+    assert requests.get(userinfo, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+    assert requests.post(userinfo, data={"access_token": token}, timeout=10).status_code == 200

@@ -56,7 +56,7 @@ def user_deactivate(*, user_id: int, actor: audit.Actor, caller: Caller | None =
     """Switch a user off: they can no longer sign in, and their tokens stop working at once
     (introspection, userinfo, refresh and the management API all check is_active). Deactivating
     an inactive user changes and records nothing."""
-    user = User.objects.select_for_update().get(pk=user_id)
+    user = User.objects.select_for_update(no_key=True).get(pk=user_id)
     if caller is not None:
         if user.pk == caller.user_id:
             raise PermissionDenied("cannot deactivate yourself")
@@ -169,7 +169,7 @@ def role_update(
 ) -> Role:
     """Change a role's description and/or replace its permissions (None leaves either as it is).
     A caller must hold every permission the role has before and after. No change records nothing."""
-    role = Role.objects.select_for_update().get(pk=role_id)
+    role = Role.objects.select_for_update(no_key=True).get(pk=role_id)
     current = _codenames(role)
     wanted = current if permissions is None else set(permissions)
     _refuse_unless_held(caller, current | wanted, "change")

@@ -114,7 +114,7 @@ def client_register(*, application: Application, actor: audit.Actor) -> IssuedCl
 def client_secret_reset(*, application_id: int, actor: audit.Actor) -> str:
     """Replace a confidential client's secret at once (the old one stops working). Returns the new
     raw secret, once."""
-    application = Application.objects.select_for_update().get(pk=application_id)
+    application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if application.client_type != Application.CLIENT_CONFIDENTIAL:
         raise ValueError("only confidential clients have a secret")
     secret = ClientSecretGenerator().hash()
@@ -152,7 +152,7 @@ def client_secret_rotate(
     """
     if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
         raise ValidationError({"grace_seconds": f"must be between 0 and {MAX_SECRET_GRACE_SECONDS}"})
-    application = Application.objects.select_for_update().get(pk=application_id)
+    application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if application.client_type != Application.CLIENT_CONFIDENTIAL or not application.client_secret:
         raise ValidationError({"client_id": "only a confidential client has a secret"})
     now = now or timezone.now()
@@ -192,7 +192,7 @@ def client_disable(
 ) -> Application:
     """Switch a client off: it gets no more tokens and its tokens stop working (Application.is_usable).
     Not the client the caller's own token came from. Disabling a disabled client records nothing."""
-    application = Application.objects.select_for_update().get(pk=application_id)
+    application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if caller is not None and application.pk == caller.application_pk:
         raise PermissionDenied("cannot disable the client your token was issued to")
     if not application.is_active:

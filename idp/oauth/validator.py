@@ -158,7 +158,16 @@ class IdpValidator(OAuth2Validator):
     # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
     # view runs in one transaction, so the row lock below serialises two redemptions of a code.
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
-        grant = Grant.objects.select_for_update().select_related("user").filter(code=code, application=client).first()
+        # The grant's row only, and FOR NO KEY UPDATE: its user's row is referenced by every token
+        # any request inserts for that user, and PostgreSQL checks those (deferred) foreign keys at
+        # COMMIT, after audit.record took the audit chain's lock. Locking the user row here made a
+        # code exchange and a concurrent refresh of the same user deadlock (make bench found it).
+        grant = (
+            Grant.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("user")
+            .filter(code=code, application=client)
+            .first()
+        )
         if grant is None:
             return False
         if grant.redeemed_at is not None:  # reuse, expired or not: revoke what the first use bought

@@ -101,20 +101,17 @@ def delete_queue(name: str) -> None:
         queue.delete()
 
 
-@pytest.fixture
-def worker(transactional_db, tmp_path) -> Iterator[Worker]:
-    """A real worker on the test database, consuming only its own queue; stopped afterwards."""
-    queue = f"test-rotation-kill-{uuid.uuid4().hex[:12]}"
-    log_path = tmp_path / "worker.log"
-    pause_file = tmp_path / "paused-pid"
-    env = {
+def worker_launch(queue: str, log_path: Path, pause_file: Path, *, include: str, env: dict[str, str]) -> Worker:
+    """A real prefork worker on the test database and Redis, consuming only `queue`, with the
+    `include` module's tasks loaded and `env` added to its environment; ready on return."""
+    environment = {
         **os.environ,
         "DATABASE_URL": worker_database_url(),
         "IDP_ENV": "development",
         "IDP_DB_CONN_MAX_AGE": "0",
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        PAUSE_FILE_VARIABLE: str(pause_file),
+        **env,
     }
     command = [
         str(Path(settings.BASE_DIR) / ".venv" / "bin" / "celery"),
@@ -129,26 +126,45 @@ def worker(transactional_db, tmp_path) -> Iterator[Worker]:
         "-Q",
         queue,
         "-n",
-        f"{queue}@%h",
+        f"{queue}-{uuid.uuid4().hex[:6]}@%h",  # two workers of one queue, one after the other, differ
         "-I",
-        "tests.apikeys.rotation_pause",
+        include,
         "--loglevel=INFO",
     ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - the project's own celery, fixed arguments
             command,
             cwd=settings.BASE_DIR,
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    started = Worker(process=process, queue=queue, log_path=log_path, pause_file=pause_file)
     try:
-        started = Worker(process=process, queue=queue, log_path=log_path, pause_file=pause_file)
-        started.wait_for(lambda: f"{queue}@" in started.log() and " ready." in started.log(), "ready worker")
+        started.wait_for(lambda: f"{queue}-" in started.log() and " ready." in started.log(), "ready worker")
+    except BaseException:
+        stop(process)
+        raise
+    return started
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path) -> Iterator[Worker]:
+    """A real worker on the test database, consuming only its own queue; stopped afterwards."""
+    queue = f"test-rotation-kill-{uuid.uuid4().hex[:12]}"
+    pause_file = tmp_path / "paused-pid"
+    started = worker_launch(
+        queue,
+        tmp_path / "worker.log",
+        pause_file,
+        include="tests.apikeys.rotation_pause",
+        env={PAUSE_FILE_VARIABLE: str(pause_file)},
+    )
+    try:
         yield started
     finally:
-        stop(process)
+        stop(started.process)
         delete_queue(queue)
 
 

@@ -21,7 +21,7 @@ import requests
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.apikeys.test_worker_kill import WAIT_SECONDS, Worker, worker_database_url
+from tests.apikeys.test_worker_kill import WAIT_SECONDS, Worker, worker_database_url, worker_launch
 from tests.security.test_header_limits import REPO, procfile_web
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -141,39 +141,7 @@ def queue_name(purpose: str) -> str:
 
 def worker_start(queue: str, log_path: Path, pause_file: Path) -> Worker:
     """A real worker consuming only `queue`, with tests.ops.celery_tasks loaded; ready on return."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": worker_database_url(),
-        "IDP_ENV": "development",
-        "IDP_DB_CONN_MAX_AGE": "0",
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
-    command = [
-        str(Path(settings.BASE_DIR) / ".venv" / "bin" / "celery"),
-        "-A",
-        "idp",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-        "-Q",
-        queue,
-        "-n",
-        f"{queue}-{uuid.uuid4().hex[:6]}@%h",
-        "-I",
-        "tests.ops.celery_tasks",
-        "--loglevel=INFO",
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    worker = Worker(process=process, queue=queue, log_path=log_path, pause_file=pause_file)
-    worker.wait_for(lambda: " ready." in worker.log(), "ready worker")
-    return worker
+    return worker_launch(queue, log_path, pause_file, include="tests.ops.celery_tasks", env={})
 
 
 def broker_queue_length(queue: str) -> int:

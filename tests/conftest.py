@@ -39,14 +39,24 @@ def _fresh_published_keys():
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits_and_lockouts():
-    """No rate-limit counter, sign-in lockout or activity counter (429s, API-key uses) left from
-    another test: Redis outlives test databases. Tests of the limits lower them in settings."""
+    """No rate-limit counter, sign-in lockout, activity counter (429s, API-key uses) or cached
+    client or roles (accounts.selectors.MarkedCache) left from another test: Redis outlives test
+    databases, whose ids start again at 1 in the next run. Tests of the limits lower them in
+    settings."""
     from django.core.cache import cache
 
     from idp.ratelimit import KEY_PREFIX
 
     client = cache._cache.get_client()
-    for pattern in (f"{KEY_PREFIX}*", "*:axes-*", "*:idp:activity:*", "*:apikeys:activity:*"):
+    patterns = (
+        f"{KEY_PREFIX}*",
+        "*:axes-*",
+        "*:idp:activity:*",
+        "*:apikeys:activity:*",
+        "*:idp:access:*",
+        "*:idp:clients:*",
+    )
+    for pattern in patterns:
         for key in client.scan_iter(match=pattern):
             client.delete(key)
 

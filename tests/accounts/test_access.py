@@ -3,8 +3,13 @@ client sees it."""
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import override_settings
 
 import audit
@@ -200,3 +205,34 @@ def test_an_unreachable_redis_means_reading_the_database_not_failing(db):
     }
     with override_settings(CACHES=closed):
         assert subject_access(user_id=bob.pk) == Access(roles=["direct"], permissions=["perm.direct"])
+
+
+@pytest.mark.django_db(transaction=True)  # asked from a thread of its own, which sees only committed rows
+def test_a_redis_that_hangs_means_reading_the_database_not_waiting_forever():
+    """A server that accepts connections and never answers (a hung Redis, a black-holed route):
+    the client's timeout (settings.CACHES) ends the wait, and the answer comes from the database
+    rather than an error."""
+    bob = make_user()
+    role_grant(role=role("direct", "perm.direct"), user=bob, actor=SYSTEM)
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    acceptor = threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True)
+    acceptor.start()
+    hung = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"}}
+    answers: list[Access] = []
+
+    def ask() -> None:
+        with override_settings(CACHES=hung):
+            answers.append(subject_access(user_id=bob.pk))
+        connection.close()
+
+    asker = threading.Thread(target=ask, daemon=True)
+    try:
+        asker.start()
+        asker.join(30)  # a deadline for a hang, not a measurement
+        assert not asker.is_alive(), "subject_access waited on the silent Redis"
+        assert answers == [Access(roles=["direct"], permissions=["perm.direct"])]
+    finally:
+        for held in accepted:
+            held.close()
+        silent.close()

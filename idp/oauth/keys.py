@@ -128,8 +128,7 @@ def _keys_snapshot() -> _Snapshot:
 
 def signing_keys_published_forget() -> None:
     """Drop this process's snapshot of the keys: now, and again when the change commits."""
-    global _snapshot
-    _snapshot = None
+    _snapshot_drop()
     if connection.in_atomic_block:
         transaction.on_commit(_snapshot_drop)
 

@@ -1,10 +1,44 @@
+import unicodedata
 from typing import Any
 
+from confusable_homoglyphs import confusables
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
+
+# Scripts whose letters are the reference shapes: a character of any other script that looks like
+# one of them is compared as that one (username_key).
+_REFERENCE_SCRIPTS = ["latin", "common"]
+
+
+def username_key(username: str) -> str:
+    """What makes two usernames the same account name: compatibility forms folded (NFKC), every
+    letter of another script that looks like a Latin one replaced by it (the Unicode confusables
+    data of UTS #39, through confusable_homoglyphs), then case folded. So "ALICE", a fullwidth
+    "alice" and an all-Cyrillic look-alike of it come out as "alice". Stored, unique, on the user
+    (User.username_key). Look-alikes are mapped before case folding, as the data describes each
+    letter in the case it is drawn in."""
+    normalized = unicodedata.normalize("NFKC", username)
+    found = confusables.is_confusable(normalized, greedy=True, preferred_aliases=_REFERENCE_SCRIPTS) or []
+    look_alikes = {
+        item["character"]: item["homoglyphs"][0]["c"]
+        for item in found
+        if item["alias"].lower() not in _REFERENCE_SCRIPTS and item["homoglyphs"]
+    }
+    mapped = "".join(look_alikes.get(ch, ch) for ch in normalized)
+    return unicodedata.normalize("NFKC", mapped.casefold())
+
+
+def validate_username_script(username: str) -> None:
+    """Refuse a name that mixes scripts with look-alike letters (a Cyrillic a inside "paypal"): it
+    exists to be mistaken for another (django-registration's rule, on the same data)."""
+    if confusables.is_dangerous(username):
+        raise ValidationError("This username mixes alphabets in a way that imitates another name.", code="confusable")
 
 
 class User(AbstractUser):
@@ -15,6 +49,17 @@ class User(AbstractUser):
     profile, email, address and phone); empty ones are left out of tokens and userinfo.
     """
 
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+        validators=[UnicodeUsernameValidator(), validate_username_script],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+    # username_key(username): unique, so no two accounts differ only by case, compatibility forms
+    # or look-alike letters. Derived in save(); never edited.
+    username_key = models.CharField(max_length=600, unique=True, editable=False)
     email_verified = models.BooleanField(default=False)
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +14155550100")
     phone_number_verified = models.BooleanField(default=False)
@@ -26,6 +71,34 @@ class User(AbstractUser):
     locale = models.CharField(max_length=35, blank=True, help_text="BCP 47, e.g. en-GB")
     zoneinfo = models.CharField(max_length=64, blank=True, help_text="IANA time zone, e.g. Europe/Paris")
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(AbstractUser.Meta):
+        constraints = [
+            # One account per address, whatever its case; several accounts may have none.
+            models.UniqueConstraint(
+                Lower("email"),
+                condition=~Q(email=""),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with that email address already exists.",
+            )
+        ]
+
+    def clean(self) -> None:
+        super().clean()
+        others = User.objects.exclude(pk=self.pk)
+        if others.filter(username=self.username).exists():
+            return  # the same name exactly: validate_unique says so, in Django's words
+        if others.filter(username_key=username_key(self.username)).exists():
+            raise ValidationError(
+                {"username": "A user with this username, or one that looks the same, already exists."}
+            )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.username_key = username_key(self.username)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_key"}
+        super().save(*args, **kwargs)
 
 
 # The management API's permissions (accounts.permissions.HasPermission): read = list and retrieve,
@@ -39,6 +112,7 @@ ROLES_MANAGE = "idp.roles.manage"
 CLIENTS_READ = "idp.clients.read"
 CLIENTS_MANAGE = "idp.clients.manage"
 AUDIT_READ = "audit.read"
+APIKEYS_MANAGE = "idp.apikeys.manage"
 MANAGEMENT_PERMISSIONS = {
     USERS_READ: "List users.",
     USERS_MANAGE: "Create and deactivate users.",
@@ -47,6 +121,8 @@ MANAGEMENT_PERMISSIONS = {
     CLIENTS_READ: "List clients.",
     CLIENTS_MANAGE: "Register clients, rotate their secrets and disable them.",
     AUDIT_READ: "Read the audit trail.",
+    APIKEYS_MANAGE: "See every API key and revoke any; rotate and reveal machine clients' keys carrying "
+    "no more than one holds oneself.",
 }
 ADMIN_ROLE = "idp-admin"
 

@@ -22,6 +22,7 @@ from tests.relying_party import RelyingParty
 
 SYSTEM = audit.Actor.system("tests")
 ALL_PERMISSIONS = (
+    "idp.apikeys.manage",
     "idp.users.read",
     "idp.users.manage",
     "idp.roles.read",

@@ -16,7 +16,21 @@ import shutil
 import tempfile
 from typing import Any
 
+from gunicorn.http import wsgi as gunicorn_wsgi
+
 _OWNED = "IDP_GUNICORN_METRICS_DIR_OWNED"
+
+# No "Server: gunicorn" on any answer: it names the software behind the provider to anyone who
+# asks (the proxy adds nothing either: deploy/Caddyfile). gunicorn has no setting for it; its
+# Response writes the header from this one method, which keeps every other default header.
+_gunicorn_default_headers = gunicorn_wsgi.Response.default_headers
+
+
+def _default_headers_without_server(self: Any) -> list[str]:
+    return [line for line in _gunicorn_default_headers(self) if not line.lower().startswith("server:")]
+
+
+gunicorn_wsgi.Response.default_headers = _default_headers_without_server
 
 # gunicorn 27 opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl), so
 # two servers on a host (tests, make bench, a second instance) would fight over it; nothing here

@@ -119,6 +119,38 @@ def test_production_refuses_to_start_with_a_clear_message(overrides, named):
     assert "Traceback" not in result.stdout
 
 
+WEAK_SECRETS = [
+    ({"IDP_SECRET_KEY": "x"}, "IDP_SECRET_KEY"),
+    ({"IDP_SECRET_KEY": "a" * 80}, "IDP_SECRET_KEY"),
+    ({"IDP_SECRET_KEY": "abcdefghij" * 3}, "IDP_SECRET_KEY"),
+    ({"IDP_CLIENT_SECRET_PEPPER": "p"}, "IDP_CLIENT_SECRET_PEPPER"),
+    ({"IDP_API_KEY_PEPPER": "k"}, "IDP_API_KEY_PEPPER"),
+    ({"IDP_API_KEY_PEPPER": "0123456789" * 2}, "IDP_API_KEY_PEPPER"),
+    ({"IDP_KEY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(bytes(32)).decode()}, "IDP_KEY_ENCRYPTION_KEYS"),
+    ({"IDP_METRICS_TOKEN": "a" * 40}, "IDP_METRICS_TOKEN"),
+    ({"IDP_ALLOWED_HOSTS": "*"}, "IDP_ALLOWED_HOSTS"),
+    ({"IDP_ALLOWED_HOSTS": "id.example.com,*"}, "IDP_ALLOWED_HOSTS"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "named"), WEAK_SECRETS)
+def test_production_refuses_weak_secrets_and_wildcard_hosts(overrides, named):
+    result = manage("check", env=production_env(**overrides))
+    assert result.returncode != 0, result.stdout
+    assert named in result.stderr, result.stderr[-800:]
+    for value in overrides.values():
+        if len(value) > 3:
+            assert value not in result.stderr + result.stdout, "a refusal never prints the secret"
+
+
+@pytest.mark.parametrize(("overrides", "named"), WEAK_SECRETS)
+def test_check_deploy_reports_them_in_development_too(overrides, named):
+    env = production_env(IDP_ENV="development", **overrides)
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0, result.stdout
+    assert named in result.stderr
+
+
 def test_an_unconfigured_deployment_gets_production_settings():
     """No IDP_ENV at all means production: forgetting a variable never weakens the settings."""
     result = manage("check", env=production_env(IDP_ENV=None, IDP_ISSUER=None))

@@ -4,6 +4,11 @@ Every RBAC write made here goes through accounts.services, so it is audited exac
 and the commands: permissions are created with permission_ensure; roles with role_create, changed
 with role_update, deleted with role_delete; assignments are never edited in place, only granted
 (role_grant: an inline row added) or revoked (role_revoke: a row deleted, or its group deleted).
+
+The person at the admin is the services' caller (accounts.selectors.caller_for_person): staff who
+are not superusers grant, reshape and revoke only what their own roles hold, never their own
+roles, and can make nobody (themselves included) staff, superuser or a member of a group; being
+staff gives nothing by itself. No change may leave nobody holding the management permissions.
 """
 
 from __future__ import annotations
@@ -23,19 +28,32 @@ from django.utils.html import format_html, format_html_join
 
 import audit
 from accounts.models import Permission, Role, RoleAssignment, User
-from accounts.selectors import Access, subject_access
-from accounts.services import permission_ensure, role_create, role_delete, role_grant, role_revoke, role_update
+from accounts.selectors import Access, Caller, caller_for_person, subject_access
+from accounts.services import (
+    administration_kept,
+    permission_ensure,
+    role_create,
+    role_delete,
+    role_grant,
+    role_revoke,
+    role_update,
+)
+
+
+def admin_caller(request: HttpRequest) -> Caller:
+    """The person using the admin, as the services' caller."""
+    return caller_for_person(user=request.user)  # type: ignore[arg-type]
 
 
 def save_role_assignments(request: HttpRequest, formset: BaseInlineFormSet) -> None:
     """Apply a RoleAssignment inline formset through the audited services: new rows are grants,
     deleted rows revocations. Rows are never changed in place (the inlines refuse it)."""
-    actor = audit.Actor.user(request.user)
+    caller = admin_caller(request)
     formset.save(commit=False)
     for assignment in formset.deleted_objects:
-        role_revoke(assignment=assignment, actor=actor)
+        role_revoke(assignment=assignment, actor=caller.actor, caller=caller)
     for assignment in formset.new_objects:
-        role_grant(role=assignment.role, actor=actor, **{formset.fk.name: formset.instance})
+        role_grant(role=assignment.role, actor=caller.actor, caller=caller, **{formset.fk.name: formset.instance})
 
 
 class RoleAssignmentInline(admin.TabularInline):
@@ -104,6 +122,31 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
     )
     readonly_fields = ("updated_at", "effective_roles", "effective_permissions")
     inlines = [UserRoleAssignmentInline]
+    # What makes someone more than they are: only a superuser sets these.
+    PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if request.user.is_superuser:  # type: ignore[union-attr]
+            return fields
+        return (*fields, *self.PRIVILEGE_FIELDS)
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        # Deactivating someone (the is_active box) must not leave nobody able to administer.
+        with administration_kept(admin_caller(request)):
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        with administration_kept(admin_caller(request)):  # a superuser taking groups away
+            super().save_related(request, form, formsets, change)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        with administration_kept(admin_caller(request)):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        with administration_kept(admin_caller(request)):
+            super().delete_queryset(request, queryset)
 
     @staticmethod
     def _access(user: User) -> Access:
@@ -133,19 +176,25 @@ admin.site.unregister(Group)
 class GroupAdmin(AuditedRoleAssignmentsMixin, DjangoGroupAdmin):
     inlines = [GroupRoleAssignmentInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A group's Django permissions are admin powers for its members: only a superuser sets them.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*fields, "permissions")  # type: ignore[union-attr]
+
     def delete_model(self, request: HttpRequest, obj: Group) -> None:
         self.delete_queryset(request, Group.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Group]) -> None:
         # The members lose the group's roles: each of those is an audited revocation.
-        _revoke_all(request, RoleAssignment.objects.filter(group__in=queryset))
-        queryset.delete()
+        with administration_kept(admin_caller(request)):
+            _revoke_all(request, RoleAssignment.objects.filter(group__in=queryset))
+            queryset.delete()
 
 
 def _revoke_all(request: HttpRequest, assignments: QuerySet[RoleAssignment]) -> None:
-    actor = audit.Actor.user(request.user)
+    caller = admin_caller(request)
     for assignment in assignments.select_related("role__application", "user", "group", "client"):
-        role_revoke(assignment=assignment, actor=actor)
+        role_revoke(assignment=assignment, actor=caller.actor, caller=caller)
 
 
 # --- Permissions and roles -----------------------------------------------------------------------
@@ -256,17 +305,20 @@ class RoleAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{} assignment{}</a>', url, count, "" if count == 1 else "s")
 
     def save_model(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> None:
-        actor = audit.Actor.user(request.user)
+        caller = admin_caller(request)
         permissions = [permission.codename for permission in form.cleaned_data["permissions"]]
         if change:
-            role_update(role_id=obj.pk, description=obj.description, permissions=permissions, actor=actor)
+            role_update(
+                role_id=obj.pk, description=obj.description, permissions=permissions, actor=caller.actor, caller=caller
+            )
             return
         created = role_create(
             name=obj.name,
             description=obj.description,
             application=obj.application,
             permissions=permissions,
-            actor=actor,
+            actor=caller.actor,
+            caller=caller,
         )
         obj.pk = created.pk
         obj._state.adding = False
@@ -276,7 +328,8 @@ class RoleAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Role) -> None:
         # role_delete revokes from every holder first: one audited revocation each.
-        role_delete(role_id=obj.pk, actor=audit.Actor.user(request.user))
+        caller = admin_caller(request)
+        role_delete(role_id=obj.pk, actor=caller.actor, caller=caller)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Role]) -> None:
         for role in queryset:
@@ -353,14 +406,16 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
         return str(assignment.holder)
 
     def save_model(self, request: HttpRequest, obj: RoleAssignment, form: Any, change: bool) -> None:
+        caller = admin_caller(request)
         created = role_grant(
-            role=obj.role, user=obj.user, group=obj.group, client=obj.client, actor=audit.Actor.user(request.user)
+            role=obj.role, user=obj.user, group=obj.group, client=obj.client, actor=caller.actor, caller=caller
         )
         obj.pk = created.pk
         obj._state.adding = False
 
     def delete_model(self, request: HttpRequest, obj: RoleAssignment) -> None:
-        role_revoke(assignment=obj, actor=audit.Actor.user(request.user))
+        caller = admin_caller(request)
+        role_revoke(assignment=obj, actor=caller.actor, caller=caller)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoleAssignment]) -> None:
         _revoke_all(request, queryset)

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -198,20 +198,31 @@ def _subject_access_read(
 
 @dataclass(frozen=True)
 class Caller:
-    """Who calls the management API: the subject of a bearer token (a user, or the service
-    account of a client_credentials client) and what it holds through global roles. A client's
-    own roles describe access to that client's application, never to the provider itself, so they
-    count for nothing here (else any client could mint itself administrators). Services check
-    privilege escalation against it."""
+    """Who calls a service that checks privilege: the subject of a management API token (a user,
+    or the service account of a client_credentials client) and what it holds through global roles,
+    a signed-in person on the dashboard or in Django admin, or an operator.
+
+    A client's own roles describe access to that client's application, never to the provider
+    itself, so they count for nothing in `access` (else any client could mint itself
+    administrators). An operator (a Django superuser in the admin, or the shell: management
+    commands) holds everything, as Django's superuser does."""
 
     actor: audit.Actor
     access: Access
     application_pk: int | None  # the client the token was issued to (an API key may have none)
     user_id: int | None = None  # set for a user's token
     client_pk: int | None = None  # set for a service account's (client_credentials) token
+    is_operator: bool = False
+    # An API key acts with only the roles it carries (of those its owner holds): their ids.
+    role_ids: frozenset[int] | None = None
 
     def holds(self, codenames: Iterable[str]) -> bool:
-        return set(codenames) <= set(self.access.permissions)
+        return self.is_operator or set(codenames) <= set(self.access.permissions)
+
+    @classmethod
+    def operator(cls, actor: audit.Actor) -> Caller:
+        """The shell (a management command) or the system: trusted with everything."""
+        return cls(actor=actor, access=Access(roles=[], permissions=[]), application_pk=None, is_operator=True)
 
 
 def caller_get(*, user: User | None, application: Any) -> Caller:
@@ -229,6 +240,89 @@ def caller_get(*, user: User | None, application: Any) -> Caller:
         application_pk=application.pk,
         client_pk=application.pk,
     )
+
+
+def caller_for_person(*, user: User) -> Caller:
+    """A signed-in person on the dashboard or in Django admin. A superuser is an operator there, as
+    Django makes them; anyone else holds what their roles give, and being staff adds nothing."""
+    if user.is_superuser:
+        return replace(Caller.operator(audit.Actor.user(user)), user_id=user.pk)
+    return Caller(
+        actor=audit.Actor.user(user), access=subject_access(user_id=user.pk), application_pk=None, user_id=user.pk
+    )
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Roles (by id, global and every client's) and permissions: what a caller holds, or what a
+    credential would carry."""
+
+    role_ids: frozenset[int] = frozenset()
+    permissions: frozenset[str] = frozenset()
+
+    def __or__(self, other: Holdings) -> Holdings:
+        return Holdings(self.role_ids | other.role_ids, self.permissions | other.permissions)
+
+
+def holdings_of(
+    *, user_id: int | None = None, client_pk: int | None = None, among: Iterable[int] | None = None
+) -> Holdings:
+    """Every role a user (directly or through groups) or a service account holds, for every client,
+    with their permissions; only the roles `among` when given (an API key's). One query."""
+    roles = subject_roles(user_id=user_id, client_pk=client_pk, all_clients=True)
+    if among is not None:
+        roles = roles.filter(pk__in=list(among))
+    role_ids, codenames = set(), set()
+    for role_id, codename in roles.values_list("pk", "permissions__codename").distinct():
+        role_ids.add(role_id)
+        if codename is not None:
+            codenames.add(codename)
+    return Holdings(frozenset(role_ids), frozenset(codenames))
+
+
+def caller_holdings(*, caller: Caller) -> Holdings:
+    """What a (non-operator) caller holds, for comparing with what a credential would carry."""
+    if caller.user_id is not None:
+        held = holdings_of(user_id=caller.user_id, among=caller.role_ids)
+    elif caller.client_pk is not None:
+        held = holdings_of(client_pk=caller.client_pk, among=caller.role_ids)
+    else:
+        held = Holdings()
+    # The management permissions a caller holds through global roles count as held too (they are
+    # what the idp.manage scope of a client or key can exercise).
+    return held | Holdings(permissions=frozenset(caller.access.permissions))
+
+
+def management_holders_exist() -> bool:
+    """Whether some active principal (a user, directly or through a group, or the service account
+    of an active client) holds every management permission through global roles."""
+    from accounts.models import MANAGEMENT_PERMISSIONS
+
+    needed = set(MANAGEMENT_PERMISSIONS)
+    global_roles: dict[int, set[str]] = {}
+    rows = Role.objects.filter(application__isnull=True, permissions__codename__in=needed).values_list(
+        "pk", "permissions__codename"
+    )
+    for role_id, codename in rows:
+        global_roles.setdefault(role_id, set()).add(codename)
+    held: dict[tuple[str, int], set[str]] = {}
+    assignments = RoleAssignment.objects.filter(role_id__in=global_roles).values_list(
+        "role_id", "user_id", "user__is_active", "group_id", "client_id", "client__is_active"
+    )
+    group_roles: dict[int, set[str]] = {}
+    for role_id, user_id, user_active, group_id, client_id, client_active in assignments:
+        if user_id is not None and user_active:
+            held.setdefault(("user", user_id), set()).update(global_roles[role_id])
+        elif client_id is not None and client_active:
+            held.setdefault(("client", client_id), set()).update(global_roles[role_id])
+        elif group_id is not None:
+            group_roles.setdefault(group_id, set()).update(global_roles[role_id])
+    if group_roles:
+        members = User.objects.filter(is_active=True, groups__in=list(group_roles)).values_list("pk", "groups")
+        for user_id, group_id in members:
+            if group_id in group_roles:
+                held.setdefault(("user", user_id), set()).update(group_roles[group_id])
+    return any(codenames >= needed for codenames in held.values())
 
 
 def user_list() -> QuerySet[User]:

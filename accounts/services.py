@@ -8,7 +8,8 @@ write comes from a trusted operator (a management command, the admin, a migratio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
@@ -17,7 +18,48 @@ from django.db import transaction
 
 import audit
 from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
-from accounts.selectors import Caller, subject_access
+from accounts.selectors import Caller, Holdings, caller_holdings, management_holders_exist, subject_access
+
+# --- The rule of every action that hands out a credential ------------------------------------------
+
+
+def caller_holds_check(*, caller: Caller, carries: Holdings, doing: str) -> None:
+    """Refuse (PermissionDenied) unless the caller holds every role and every permission in
+    `carries`: what a credential it would mint or see would carry, or what a principal it would
+    switch off holds. The one rule behind client secrets (create, rotate, reset: management API and
+    Django admin), API keys (create, rotate, reveal: dashboard and commands) and disabling a client:
+    no action hands its caller more than the caller holds. Operators hold everything."""
+    if caller.is_operator:
+        return
+    held = caller_holdings(caller=caller)
+    if not (carries.role_ids <= held.role_ids and carries.permissions <= held.permissions):
+        raise PermissionDenied(f"cannot {doing}: it carries roles or permissions you do not hold")
+
+
+@contextmanager
+def administration_kept(caller: Caller | None) -> Iterator[None]:
+    """Around a change made by a caller (the management API, Django admin): if some active principal
+    held every management permission before it, one must after it, or the change is refused (and,
+    raised inside its transaction, undone). Nobody can lock everyone out of the provider. The
+    shell (caller None) is how an operator repairs a provider, so it is not held to this."""
+    if caller is None:
+        yield
+        return
+    before = management_holders_exist()
+    yield
+    if before and not management_holders_exist():
+        raise PermissionDenied("this would leave nobody holding every management permission")
+
+
+def _refuse_admin_role_change(role: Role, *, wanted: set[str] | None) -> None:
+    """The built-in idp-admin role always holds every management permission and is never deleted
+    (wanted None): it is how a provider is administered and recovered."""
+    if role.name != ADMIN_ROLE or role.application_id is not None:
+        return
+    if wanted is None:
+        raise PermissionDenied(f"the built-in role {ADMIN_ROLE} cannot be deleted")
+    if not set(MANAGEMENT_PERMISSIONS) <= wanted:
+        raise PermissionDenied(f"the built-in role {ADMIN_ROLE} keeps every management permission")
 
 
 @transaction.atomic
@@ -66,8 +108,9 @@ def user_deactivate(*, user_id: int, actor: audit.Actor, caller: Caller | None =
             raise PermissionDenied("cannot deactivate a user holding permissions you do not hold")
     if not user.is_active:
         return user
-    user.is_active = False
-    user.save(update_fields=["is_active", "updated_at"])
+    with administration_kept(caller):
+        user.is_active = False
+        user.save(update_fields=["is_active", "updated_at"])
     audit.record(audit.Action.USER_DEACTIVATED, actor=actor, target=audit.Target.user(user), data={"reason": reason})
     return user
 
@@ -93,8 +136,8 @@ def _refuse_unless_held(caller: Caller | None, codenames: Iterable[str], doing: 
 
 
 def _refuse_self(caller: Caller | None, *, user: Any = None, group: Any = None, client: Any = None) -> None:
-    """Nobody changes their own roles, not even through a group they belong to."""
-    if caller is None:
+    """Nobody changes their own roles, not even through a group they belong to (an operator may)."""
+    if caller is None or caller.is_operator:
         return
     if user is not None and user.pk == caller.user_id:
         raise PermissionDenied("cannot change your own roles")
@@ -173,6 +216,7 @@ def role_update(
     current = _codenames(role)
     wanted = current if permissions is None else set(permissions)
     _refuse_unless_held(caller, current | wanted, "change")
+    _refuse_admin_role_change(role, wanted=wanted)
     changes: dict[str, Any] = {}
     if description is not None and description != role.description:
         role.description = description
@@ -180,7 +224,8 @@ def role_update(
         role.save(update_fields=["description"])
         changes["description"] = description
     if wanted != current:
-        role.permissions.set([permission_ensure(codename=codename, actor=actor) for codename in sorted(wanted)])
+        with administration_kept(caller):
+            role.permissions.set([permission_ensure(codename=codename, actor=actor) for codename in sorted(wanted)])
         changes["added"] = sorted(wanted - current)
         changes["removed"] = sorted(current - wanted)
     if changes:
@@ -200,8 +245,10 @@ def role_delete(*, role_id: int, actor: audit.Actor, caller: Caller | None = Non
     role = Role.objects.select_for_update().get(pk=role_id)
     codenames = _codenames(role)
     _refuse_unless_held(caller, codenames, "delete")
-    for assignment in role.assignments.select_related("user", "group", "client"):
-        role_revoke(assignment=assignment, actor=actor, caller=caller)
+    _refuse_admin_role_change(role, wanted=None)
+    with administration_kept(caller):
+        for assignment in role.assignments.select_related("user", "group", "client"):
+            role_revoke(assignment=assignment, actor=actor, caller=caller)
     audit.record(
         audit.Action.ROLE_DELETED,
         actor=actor,
@@ -270,7 +317,8 @@ def role_revoke(*, assignment: RoleAssignment, actor: audit.Actor, caller: Calle
     if not RoleAssignment.objects.select_for_update().filter(pk=assignment.pk).exists():
         return
     target = _holder_target(user=assignment.user, group=assignment.group, client=assignment.client)
-    assignment.delete()
+    with administration_kept(caller):
+        assignment.delete()
     audit.record(
         audit.Action.ROLE_REVOKED,
         actor=actor,

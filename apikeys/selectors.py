@@ -15,7 +15,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 import audit
-from accounts.selectors import Access, Caller, subject_access
+from accounts.models import APIKEYS_MANAGE
+from accounts.selectors import Access, Caller, caller_for_person, subject_access
 from apikeys.keyformat import key_digest, key_parse, looks_like_key
 from apikeys.models import ApiKey
 
@@ -51,18 +52,22 @@ class VerifiedKey:
         return apikey_access(key=self.key, application_pk=self.key.application_id)
 
     def caller(self) -> Caller:
-        """The management API's view: global roles only (accounts.selectors.Caller)."""
+        """The management API's view: global roles only (accounts.selectors.Caller). It acts with
+        no more than the key's roles, also when it would mint a credential."""
+        role_ids = list(self.key.roles.values_list("pk", flat=True))
         return Caller(
             actor=audit.Actor.api_key(self.key),
-            access=apikey_access(key=self.key, application_pk=None),
+            access=apikey_access(key=self.key, application_pk=None, role_ids=role_ids),
             application_pk=self.key.application_id,
             user_id=self.key.user_id,
             client_pk=self.key.application_id if self.key.user_id is None else None,
+            role_ids=frozenset(role_ids),
         )
 
 
-def apikey_access(*, key: ApiKey, application_pk: int | None) -> Access:
-    role_ids = list(key.roles.values_list("pk", flat=True))
+def apikey_access(*, key: ApiKey, application_pk: int | None, role_ids: list[int] | None = None) -> Access:
+    if role_ids is None:
+        role_ids = list(key.roles.values_list("pk", flat=True))
     if not role_ids:
         return Access(roles=[], permissions=[])
     if key.user_id is not None:
@@ -122,10 +127,16 @@ def apikey_claims(*, verified: VerifiedKey, issuer: str) -> dict[str, Any]:
     return answer
 
 
+def apikeys_managed_by(*, user: Any) -> bool:
+    """Whether a person manages other principals' keys: holds idp.apikeys.manage (a superuser does).
+    Being staff gives nothing by itself."""
+    return caller_for_person(user=user).holds([APIKEYS_MANAGE])
+
+
 def apikey_list_for(*, user: Any) -> QuerySet[ApiKey]:
-    """The keys a dashboard user may see: their own; staff see every key."""
+    """The keys a dashboard user may see: their own; a holder of idp.apikeys.manage sees every key."""
     keys = ApiKey.objects.select_related("user", "application", "successor", "rotated_from").prefetch_related("roles")
-    return keys if user.is_staff else keys.filter(user=user)
+    return keys if apikeys_managed_by(user=user) else keys.filter(user=user)
 
 
 def apikey_get_for(*, user: Any, key_id: int) -> ApiKey:
@@ -133,10 +144,16 @@ def apikey_get_for(*, user: Any, key_id: int) -> ApiKey:
     return apikey_list_for(user=user).get(pk=key_id)
 
 
-def apikey_manageable_by(*, key: ApiKey, user: Any) -> bool:
-    """Who may rotate, reveal and schedule a key (and so see its secrets): its user, and staff for
-    machine clients' keys. Staff may revoke any key but never see a user's secret."""
-    return key.user_id == user.pk or (key.user_id is None and user.is_staff)
+def apikey_manageable_by(*, key: ApiKey, user: Any, manages_keys: bool | None = None) -> bool:
+    """Who may rotate, reveal and schedule a key (and so see its secrets): its user, and a holder of
+    idp.apikeys.manage for machine clients' keys (apikeys.services then also checks that they hold
+    every role the key carries). Such a holder may revoke any key but never sees a user's secret.
+    manages_keys: apikeys_managed_by(user=user), when the caller knows it already."""
+    if key.user_id == user.pk:
+        return True
+    if key.user_id is not None:
+        return False
+    return apikeys_managed_by(user=user) if manages_keys is None else manages_keys
 
 
 def apikeys_due(*, now: datetime) -> QuerySet[ApiKey]:

@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 
 import audit
 from accounts.models import Role
-from accounts.selectors import subject_roles
+from accounts.selectors import Caller, Holdings, holdings_of, subject_roles
+from accounts.services import caller_holds_check
 from apikeys import signals
 from apikeys.keyformat import key_digest, key_new, public_id_new
 from apikeys.models import ApiKey
@@ -88,7 +89,7 @@ def _check_policy(*, rotate_every: timedelta | None, grace_period: timedelta) ->
 def apikey_create(
     *,
     name: str,
-    actor: audit.Actor,
+    caller: Caller,
     user: Any = None,
     application: Any = None,
     scopes: list[str] = (),  # type: ignore[assignment]
@@ -99,7 +100,8 @@ def apikey_create(
     now: datetime | None = None,
 ) -> IssuedKey:
     """Issue a key for a user (optionally for one client) or, without a user, for a machine
-    client. Returns the raw key once; only its keyed hash is stored."""
+    client. Returns the raw key once, to a caller holding every role the key carries
+    (caller_holds_check); only its keyed hash is stored."""
     now = now or timezone.now()
     if user is None and application is None:
         raise ValidationError("a key needs an owner: a user or a client")
@@ -115,6 +117,9 @@ def apikey_create(
     role_choices = {role.pk: role for role in apikey_role_choices(user=user, application=application)}
     if not set(role_ids) <= set(role_choices):
         raise ValidationError({"roles": "a key can only carry roles its owner holds"})
+    caller_holds_check(
+        caller=caller, carries=_carried(user=user, application=application, role_ids=role_ids), doing="create this key"
+    )
     if expires_at is not None and expires_at <= now:
         raise ValidationError({"expires_at": "expiry must be in the future"})
     _check_policy(rotate_every=rotate_every, grace_period=grace_period)
@@ -136,12 +141,29 @@ def apikey_create(
     key.roles.set([role_choices[pk] for pk in role_ids])
     audit.record(
         audit.Action.APIKEY_CREATED,
-        actor=actor,
+        actor=caller.actor,
         target=audit.Target.api_key(key),
         client_id=application.client_id if application is not None else "",
         data={"name": key.name, "scope": key.scope, "roles": sorted(role_choices[pk].name for pk in role_ids)},
     )
     return IssuedKey(key=key, secret=secret)
+
+
+def _carried(*, user: Any, application: Any, role_ids: list[int]) -> Holdings:
+    """What a key with these roles carries: those of them its owner holds, with their permissions."""
+    if not role_ids:
+        return Holdings()
+    if user is not None:
+        return holdings_of(user_id=user.pk, among=role_ids)
+    return holdings_of(client_pk=application.pk, among=role_ids)
+
+
+def _key_carries(key: ApiKey) -> Holdings:
+    return _carried(
+        user=key.user if key.user_id is not None else None,
+        application=key.application,
+        role_ids=list(key.roles.values_list("pk", flat=True)),
+    )
 
 
 def _rotate(key: ApiKey, *, actor: audit.Actor, now: datetime, scheduled: bool) -> IssuedKey:
@@ -192,17 +214,19 @@ def _rotate(key: ApiKey, *, actor: audit.Actor, now: datetime, scheduled: bool) 
 
 
 @transaction.atomic
-def apikey_rotate(*, key_id: int, actor: audit.Actor, now: datetime | None = None) -> IssuedKey:
-    """Rotate a key now: returns its successor's raw key once. The successor keeps owner, name,
-    scopes, roles and schedule; the old key keeps working for its grace period. A key already
-    rotated is refused (rotate its successor), so a double click cannot make two."""
+def apikey_rotate(*, key_id: int, caller: Caller, now: datetime | None = None) -> IssuedKey:
+    """Rotate a key now: returns its successor's raw key once, to a caller holding every role it
+    carries (caller_holds_check). The successor keeps owner, name, scopes, roles and schedule; the
+    old key keeps working for its grace period. A key already rotated is refused (rotate its
+    successor), so a double click cannot make two."""
     now = now or timezone.now()
-    key = ApiKey.objects.select_for_update(of=("self",)).select_related("application").get(pk=key_id)
+    key = ApiKey.objects.select_for_update(of=("self",)).select_related("application", "user").get(pk=key_id)
+    caller_holds_check(caller=caller, carries=_key_carries(key), doing="rotate this key")
     if key.grace_ends_at is not None:
         raise ValidationError("this key was already rotated; rotate its successor")
     if not key.is_usable(now):
         raise ValidationError("only a usable key can be rotated")
-    return _rotate(key, actor=actor, now=now, scheduled=False)
+    return _rotate(key, actor=caller.actor, now=now, scheduled=False)
 
 
 def apikeys_rotate_due(*, now: datetime) -> int:
@@ -229,17 +253,23 @@ def apikeys_rotate_due(*, now: datetime) -> int:
 
 
 @transaction.atomic
-def apikey_reveal(*, key_id: int, actor: audit.Actor, now: datetime | None = None) -> str:
-    """The raw key of a scheduler-made successor, exactly once: the stored ciphertext is wiped in
-    the same transaction. Raises ValidationError when nothing is pending."""
+def apikey_reveal(*, key_id: int, caller: Caller, now: datetime | None = None) -> str:
+    """The raw key of a scheduler-made successor, exactly once, to a caller holding every role it
+    carries (caller_holds_check): the stored ciphertext is wiped in the same transaction. Raises
+    ValidationError when nothing is pending."""
     now = now or timezone.now()
-    key = ApiKey.objects.select_for_update(of=("self",)).select_related("rotated_from").get(pk=key_id)
+    key = (
+        ApiKey.objects.select_for_update(of=("self",))
+        .select_related("rotated_from", "application", "user")
+        .get(pk=key_id)
+    )
+    caller_holds_check(caller=caller, carries=_key_carries(key), doing="reveal this key")
     if not key.has_revealable_secret(now):
         raise ValidationError("there is no new key waiting to be revealed")
     secret = _fernet().decrypt(key.pending_secret.encode()).decode()
     key.pending_secret = ""
     key.save(update_fields=["pending_secret"])
-    audit.record(audit.Action.APIKEY_REVEALED, actor=actor, target=audit.Target.api_key(key))
+    audit.record(audit.Action.APIKEY_REVEALED, actor=caller.actor, target=audit.Target.api_key(key))
     return secret
 
 

@@ -26,9 +26,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
 import audit
+from accounts.selectors import caller_for_person
 from apikeys.forms import ApiKeyCreateForm, ApiKeyRevokeForm, ApiKeyScheduleForm, form_add_service_error
 from apikeys.models import ApiKey, KeyState
-from apikeys.selectors import apikey_get_for, apikey_list_for, apikey_manageable_by
+from apikeys.selectors import apikey_get_for, apikey_list_for, apikey_manageable_by, apikeys_managed_by
 from apikeys.services import (
     apikey_create,
     apikey_reveal,
@@ -90,11 +91,12 @@ class KeyRow:
 
 
 def _key_rows(keys: list[ApiKey], *, user: Any, now: datetime) -> list[KeyRow]:
+    manages_keys = apikeys_managed_by(user=user)
     return [
         KeyRow(
             key=key,
             state=key.state(now),
-            can_manage=apikey_manageable_by(key=key, user=user),
+            can_manage=apikey_manageable_by(key=key, user=user, manages_keys=manages_keys),
             replaces=key.rotated_from.public_id if key.rotated_from is not None else "",
             has_pending_secret=key.has_revealable_secret(now),
         )
@@ -111,8 +113,8 @@ def _visible_key(request: HttpRequest, key_id: int) -> ApiKey:
 
 
 def _manageable_key(request: HttpRequest, key_id: int) -> ApiKey:
-    """The key if the viewer may rotate, reveal and schedule it; staff may see a user's key but
-    never its secrets, so that is a 403."""
+    """The key if the viewer may rotate, reveal and schedule it; a key manager may see a user's key
+    but never its secrets, so that is a 403."""
     key = _visible_key(request, key_id)
     if not apikey_manageable_by(key=key, user=request.user):
         raise PermissionDenied("only the key's owner can do this")
@@ -138,7 +140,8 @@ class ApiKeyListView(LoginRequiredMixin, View):
         keys = apikey_list_for(user=request.user)
         page = Paginator(keys, KEYS_PER_PAGE).get_page(request.GET.get("page"))
         rows = _key_rows(list(page.object_list), user=request.user, now=timezone.now())
-        return render(request, "apikeys/apikey_list.html", {"page": page, "rows": rows})
+        context = {"page": page, "rows": rows, "manages_keys": apikeys_managed_by(user=request.user)}
+        return render(request, "apikeys/apikey_list.html", context)
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -162,7 +165,7 @@ class ApiKeyCreateView(LoginRequiredMixin, View):
             try:
                 issued = apikey_create(
                     name=data["name"],
-                    actor=audit.Actor.user(request.user),
+                    caller=caller_for_person(user=request.user),
                     user=request.user,
                     scopes=data["scopes"],
                     role_ids=data["roles"],
@@ -184,7 +187,7 @@ class ApiKeyRotateView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest, key_id: int) -> HttpResponse:
         key = _manageable_key(request, key_id)
         try:
-            issued = apikey_rotate(key_id=key.pk, actor=audit.Actor.user(request.user))
+            issued = apikey_rotate(key_id=key.pk, caller=caller_for_person(user=request.user))
         except ValidationError as error:
             messages.error(request, f"{key.public_id} was not rotated: {' '.join(error.messages)}")
             return _to_list()
@@ -197,7 +200,7 @@ class ApiKeyRevealView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest, key_id: int) -> HttpResponse:
         key = _manageable_key(request, key_id)
         try:
-            secret = apikey_reveal(key_id=key.pk, actor=audit.Actor.user(request.user))
+            secret = apikey_reveal(key_id=key.pk, caller=caller_for_person(user=request.user))
         except ValidationError as error:
             messages.error(request, f"{key.public_id}: {' '.join(error.messages)}")
             return _to_list()
@@ -245,7 +248,7 @@ class ApiKeyScheduleView(LoginRequiredMixin, View):
 
 @method_decorator(never_cache, name="dispatch")
 class ApiKeyRevokeView(LoginRequiredMixin, View):
-    """Owners revoke their keys; staff may revoke any key."""
+    """Owners revoke their keys; a holder of idp.apikeys.manage may revoke any key."""
 
     def get(self, request: HttpRequest, key_id: int) -> HttpResponse:
         key = _visible_key(request, key_id)

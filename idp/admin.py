@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -18,10 +19,17 @@ from oauth2_provider.admin import ApplicationAdmin
 
 import audit
 from accounts.models import Role, RoleAssignment
+from accounts.selectors import Caller, caller_for_person
 from accounts.services import role_grant, role_revoke
 from idp import services
 from idp.cors import origin_validate
 from idp.models import Application, Consent, SigningKey
+
+
+def admin_caller(request: HttpRequest) -> Caller:
+    """The person using the admin, as the services' caller: a superuser holds everything, other
+    staff what their roles hold (so no reset of a secret carrying more than that)."""
+    return caller_for_person(user=request.user)  # type: ignore[arg-type]
 
 
 class ClientForm(forms.ModelForm):
@@ -48,6 +56,7 @@ class ClientForm(forms.ModelForm):
             "access_token_format",
             "access_token_audience",
             "is_active",
+            "is_resource_server",
         ]
         help_texts = {
             "allowed_origins": "Space-separated origins (https://app.example.com) whose pages may call the token, "
@@ -162,18 +171,18 @@ class ClientAdmin(ApplicationAdmin):
             super().save_formset(request, form, formset, change)
             return
         # Through the audited services: new rows are grants, deleted rows revocations.
-        actor = audit.Actor.user(request.user)
+        caller = admin_caller(request)
         formset.save(commit=False)
         for assignment in formset.deleted_objects:
-            role_revoke(assignment=assignment, actor=actor)
+            role_revoke(assignment=assignment, actor=caller.actor, caller=caller)
         for assignment in formset.new_objects:
-            role_grant(role=assignment.role, client=formset.instance, actor=actor)
+            role_grant(role=assignment.role, client=formset.instance, actor=caller.actor, caller=caller)
 
     def save_model(self, request: HttpRequest, obj: Application, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        issued = services.client_register(application=obj, actor=audit.Actor.user(request.user))
+        issued = services.client_register(application=obj, caller=admin_caller(request))
         request._issued_secret = issued.client_secret  # type: ignore[attr-defined]
 
     def response_add(self, request: HttpRequest, obj: Application, post_url_continue: Any = None) -> HttpResponse:
@@ -189,8 +198,8 @@ class ClientAdmin(ApplicationAdmin):
             return None
         application = queryset.get()
         try:
-            secret = services.client_secret_reset(application_id=application.pk, actor=audit.Actor.user(request.user))
-        except ValueError as exc:
+            secret = services.client_secret_reset(application_id=application.pk, caller=admin_caller(request))
+        except (ValueError, PermissionDenied) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
         return self._show_secret(request, application, secret)

@@ -94,6 +94,11 @@ class ClientListCreateApi(GenericAPIView):
             choices=Application.AccessTokenFormat.values, required=False, default=Application.AccessTokenFormat.OPAQUE
         )
         access_token_audience = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
+        is_resource_server = StrictBooleanField(
+            required=False,
+            default=False,
+            help_text="May introspect tokens and API keys (RFC 7662), learning whose they are and what they hold.",
+        )
 
     class Output(serializers.Serializer):
         client = ClientOutput(source="application", read_only=True)
@@ -120,7 +125,7 @@ class ClientListCreateApi(GenericAPIView):
         params = self.Input(data=request.data)
         params.is_valid(raise_exception=True)
         caller = request_caller(request)
-        issued = services.client_create(actor=caller.actor, caller=caller, **params.validated_data)
+        issued = services.client_create(caller=caller, **params.validated_data)
         return Response(self.Output(issued).data, status=201, headers=NO_STORE)
 
 
@@ -146,7 +151,7 @@ class ClientSecretRotateApi(APIView):
         params.is_valid(raise_exception=True)
         application = selectors.client_get(client_id=client_id)
         rotated = services.client_secret_rotate(
-            application_id=application.pk, actor=request_caller(request).actor, **params.validated_data
+            application_id=application.pk, caller=request_caller(request), **params.validated_data
         )
         answer = {
             "client_id": application.client_id,

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
 from idp.errors import error_body_ensure
-from idp.ratelimit import rate_limit_hit, too_many_requests
+from idp.ratelimit import rate_limited
 
 
 def _bad_request(description: str) -> JsonResponse:
@@ -71,13 +71,11 @@ class JsonErrorBodyMiddleware:
 
 class RateLimitMiddleware:
     """Answers 429 with Retry-After once a request goes over a rate limit of its endpoint group
-    (idp.ratelimit, settings.IDP_RATE_LIMITS), before any view runs."""
+    (idp.ratelimit, settings.IDP_RATE_LIMITS), before any view runs; after it, counts what the
+    request proved (a client's or an API key's own bucket) or failed to."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        refusal = rate_limit_hit(request)
-        if refusal is not None:
-            return too_many_requests(refusal)
-        return self.get_response(request)
+        return rate_limited(request, self.get_response)

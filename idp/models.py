@@ -98,6 +98,12 @@ class Application(AbstractApplication):
         help_text="Space-separated scopes this client may be granted (least privilege).",
     )
     is_active = models.BooleanField(default=True, help_text="A disabled client can neither sign in nor get tokens.")
+    is_resource_server = models.BooleanField(
+        "resource server",
+        default=False,
+        help_text="May introspect tokens and API keys (RFC 7662): it learns the user, roles and permissions "
+        "behind any token it is shown. Only for APIs that accept this provider's tokens.",
+    )
     # Secret rotation with a grace period (idp.services.client_secret_rotate): the secret before the
     # last rotation, hashed exactly like client_secret, still authenticates the client until
     # previous_client_secret_expires_at (idp.oauth.validator.IdpValidator). Never editable in forms.
@@ -181,7 +187,20 @@ class Application(AbstractApplication):
             raise ValidationError(errors)
 
 
-class Grant(AbstractGrant):
+class SessionBound(models.Model):
+    """A credential issued through one browser session (OpenID Connect Front-/Back-Channel Logout's
+    sid): signing that session out revokes it and nothing else. Empty for what no session issued
+    (client credentials)."""
+
+    # Not indexed: looked up only among one user's tokens (user_id is), and an index would be
+    # built, locking the token tables, on every install that migrates.
+    session_id = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class Grant(AbstractGrant, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
     """An authorization code, stored only as its SHA-256 digest (see DigestField).
 
     A redeemed code is kept (marked, with the access token it bought) until it expires, so that
@@ -198,7 +217,7 @@ class Grant(AbstractGrant):
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
 
 
-class AccessToken(AbstractAccessToken):
+class AccessToken(AbstractAccessToken, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
     # The claims request parameter (OIDC Core §5.5) of the authorization that issued the token,
     # so userinfo can honour its "userinfo" member.
     claims = models.JSONField(default=dict, blank=True)
@@ -210,12 +229,12 @@ class AccessToken(AbstractAccessToken):
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
 
 
-class RefreshToken(AbstractRefreshToken):
+class RefreshToken(AbstractRefreshToken, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
 
-class IDToken(AbstractIDToken):
+class IDToken(AbstractIDToken, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
     class Meta(AbstractIDToken.Meta):
         swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
 

@@ -1,9 +1,18 @@
 """Request rate limits per endpoint group and per caller: client IP, client, signed-in user and API
 key, with limits' moving (sliding) window, counters in Redis so every process shares them.
 
-Which request counts against what is decided from the request alone, without a database query:
-the client_id from HTTP Basic or the form, the API key's public id from its shape. The limits are
-settings.IDP_RATE_LIMITS; the storage is settings.IDP_RATE_LIMIT_STORAGE_URL.
+Nobody spends a bucket that is not theirs. Every request counts against its source address
+before the view runs. A client's (or an API key's) own bucket counts only requests that proved
+they are that client (authenticated with its secret) or that key (it verified), after the view:
+anyone can name a client_id or a key's public id, so a request merely naming one must not use up
+its owner's allowance. A failed attempt counts against the pair of what it named and the address
+it came from (`<group>.client_failures`, `api.key_failures`), so guessing at a client's secret
+throttles the guesser alone. Before the view, a request naming a client or key whose own bucket,
+or whose failures from this address, are used up is refused; a request can only fill those
+buckets by proving itself, or from its own address. Public clients have no bucket of their own:
+they have no secret, and one public client is many devices.
+
+The limits are settings.IDP_RATE_LIMITS; the storage is settings.IDP_RATE_LIMIT_STORAGE_URL.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -21,7 +32,7 @@ from urllib.parse import unquote
 
 import limits
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from rest_framework.exceptions import Throttled
@@ -43,6 +54,9 @@ _API_KEY = re.compile(r"idpk_([0-9A-Za-z]{12})_")
 # A storage that cannot connect must answer fast: the limiter then lets the request through.
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
+# Groups whose requests authenticate a client (RFC 6749 §2.3): token, introspection, revocation.
+_CLIENT_GROUPS = frozenset({"token", "introspect", "revoke"})
+
 _GROUPS: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     # (path prefix, group, methods; None: all)
     ("/oauth/token/", "token", frozenset({"POST"})),
@@ -52,6 +66,31 @@ _GROUPS: tuple[tuple[str, str, frozenset[str] | None], ...] = (
     ("/accounts/login/", "signin", frozenset({"POST"})),
     ("/api/v1/", "api", None),
 )
+
+
+@dataclass
+class _Proofs:
+    """What this request proved about its caller while it ran (set by the validator)."""
+
+    client_id: str | None = None  # the confidential client that authenticated with its secret
+    client_failed: bool = False  # a client authentication that failed
+
+
+_proofs: ContextVar[_Proofs | None] = ContextVar("idp_rate_limit_proofs", default=None)
+
+
+def client_authenticated(*, client_id: str) -> None:
+    """The request proved it is this confidential client (idp.oauth.validator)."""
+    proofs = _proofs.get()
+    if proofs is not None:
+        proofs.client_id = client_id
+
+
+def client_authentication_failed() -> None:
+    """The request's client authentication failed (idp.oauth.validator)."""
+    proofs = _proofs.get()
+    if proofs is not None:
+        proofs.client_failed = True
 
 
 @dataclass(frozen=True)
@@ -106,21 +145,67 @@ def _session_user_id(request: HttpRequest) -> str | None:
     return str(user.pk) if user is not None and user.is_authenticated else None
 
 
-def _identities(request: HttpRequest, group: str) -> list[tuple[str, str]]:
-    """(key kind, identity) pairs this request counts against in its group."""
-    found = []
+def _pair(name: str, ip: str) -> str:
+    return _digest(f"{name}|{ip}")
+
+
+def _before(request: HttpRequest, group: str) -> Refusal | None:
+    """Before the view: the address (and the signed-in user) are counted; the buckets of the
+    client or key the request names are only looked at."""
     ip = client_ip(request)
-    if ip:
-        found.append(("ip", ip))
     kinds = {name.partition(".")[2] for name in settings.IDP_RATE_LIMITS if name.startswith(f"{group}.")}
-    if "client" in kinds and (client_id := _client_id(request)):
-        found.append(("client", _digest(client_id)))
-    if "key" in kinds and (public_id := _api_key_public_id(request)):
-        found.append(("key", public_id))
-    # The API's user is its token's subject, known after DRF authenticates (ApiUserThrottle).
+    if ip and (refusal := _hit(f"{group}.ip", ip)):
+        return refusal
     if "user" in kinds and group != "api" and (user_id := _session_user_id(request)):
-        found.append(("user", user_id))
-    return found
+        if refusal := _hit(f"{group}.user", user_id):
+            return refusal
+    if group in _CLIENT_GROUPS and (client_id := _client_id(request)):
+        if refusal := _full(f"{group}.client", _digest(client_id)):
+            return refusal
+        if ip and (refusal := _full(f"{group}.client_failures", _pair(client_id, ip))):
+            return refusal
+    if group == "api" and (public_id := _api_key_public_id(request)):
+        if refusal := _full("api.key", public_id):
+            return refusal
+        if ip and (refusal := _full("api.key_failures", _pair(public_id, ip))):
+            return refusal
+    return None
+
+
+def _after(request: HttpRequest, group: str, proofs: _Proofs, response: HttpResponse) -> None:
+    """After the view: a proven client or key spends its own bucket; a failed attempt spends the
+    bucket of its (name, address) pair."""
+    ip = client_ip(request)
+    if group in _CLIENT_GROUPS:
+        if proofs.client_id is not None:
+            _hit(f"{group}.client", _digest(proofs.client_id))
+        elif proofs.client_failed and ip and (client_id := _client_id(request)):
+            _hit(f"{group}.client_failures", _pair(client_id, ip))
+    elif group == "api" and (public_id := _api_key_public_id(request)):
+        verified = getattr(getattr(request, "auth", None), "key", None)  # set by DRF (apikeys.authentication)
+        if verified is not None and getattr(verified, "public_id", None) == public_id:
+            _hit("api.key", public_id)
+        elif response.status_code == 401 and ip:
+            _hit("api.key_failures", _pair(public_id, ip))
+
+
+def rate_limited(request: HttpRequest, view: Callable[[HttpRequest], HttpResponse]) -> HttpResponse:
+    """Run the view under the limits of the request's endpoint group: 429 with Retry-After, before
+    the view, once the request is over one of them. Fails open (see _hit)."""
+    group = endpoint_group(request)
+    if group is None:
+        return view(request)
+    refusal = _before(request, group)
+    if refusal is not None:
+        return too_many_requests(_refused(refusal))
+    proofs = _Proofs()
+    token = _proofs.set(proofs)
+    try:
+        response = view(request)
+    finally:
+        _proofs.reset(token)
+    _after(request, group, proofs, response)
+    return response
 
 
 @cache
@@ -130,43 +215,47 @@ def _storage(url: str) -> Storage:
     return storage_from_string(url)
 
 
-def rate_limit_hit(request: HttpRequest) -> Refusal | None:
-    """Counts the request against every limit of its endpoint group that applies; the first limit
-    it exceeds, if any. Fails open (see _hit)."""
-    group = endpoint_group(request)
-    if group is None:
-        return None
-    for kind, identity in _identities(request, group):
-        refusal = _hit(f"{group}.{kind}", identity)
-        if refusal is not None:
-            return refusal
-    return None
-
-
 def _hit(rule: str, identity: str) -> Refusal | None:
     """One hit on one rule's window for one identity; a Refusal when it is over the limit.
 
     Fails open: when the storage is unreachable the request passes and a warning is logged, so an
     outage of Redis never turns into refused sign-ins or 500s.
     """
+    return _window(rule, identity, spend=True)
+
+
+def _full(rule: str, identity: str) -> Refusal | None:
+    """Whether one more request would go over this rule's window for this identity, without
+    counting one: a Refusal if so."""
+    return _window(rule, identity, spend=False)
+
+
+def _window(rule: str, identity: str, *, spend: bool) -> Refusal | None:
     spec = settings.IDP_RATE_LIMITS.get(rule)
     if not spec:
         return None
     item = limits.parse(spec)
     try:
         limiter = MovingWindowRateLimiter(_storage(settings.IDP_RATE_LIMIT_STORAGE_URL))
-        if limiter.hit(item, rule, identity):
+        allowed = limiter.hit(item, rule, identity) if spend else limiter.test(item, rule, identity)
+        if allowed:
             return None
         reset_at = limiter.get_window_stats(item, rule, identity).reset_time
     except Exception:  # noqa: BLE001 - any storage failure: limits raise the client library's errors
         log.warning("rate limit storage unavailable; request not limited", exc_info=True)
         return None
+    return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
+
+
+def _refused(refusal: Refusal) -> Refusal:
+    """A refusal that is answered with a 429, counted for the activity overview (only those: a
+    proven client's count spent after its answer went out refuses nothing yet)."""
     # Imported here: DRF imports this module (ApiUserThrottle) while it loads, possibly before
-    # the models idp.activity needs are ready. Every 429 of both callers passes this line once.
+    # the models idp.activity needs are ready.
     from idp.activity import refusal_note
 
     refusal_note()
-    return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
+    return refusal
 
 
 class ApiRateLimited(Throttled):
@@ -187,7 +276,7 @@ class ApiUserThrottle(BaseThrottle):
         if user_id is not None:
             refusal = _hit("api.user", str(user_id))
             if refusal is not None:
-                raise ApiRateLimited(refusal.retry_after_seconds)
+                raise ApiRateLimited(_refused(refusal).retry_after_seconds)
         return True
 
 

@@ -6,7 +6,24 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from accounts.models import MANAGEMENT_PERMISSIONS, ROLES_READ, USERS_READ
+from accounts.permissions import MANAGE_SCOPE
+from accounts.selectors import Holdings, holdings_of
 from idp.models import Application, Consent
+
+
+def client_carries(*, application: Application, saved: bool = True) -> Holdings:
+    """What a client's secret carries: every role its service account holds (for every client) with
+    their permissions; when the client is registered for the management API's scope, every
+    management permission (a client for idp.manage obtains tokens that administer the provider);
+    and for a resource server, reading users and roles (introspection tells whose a token is and
+    what it holds). A client not saved yet holds no role."""
+    carried = holdings_of(client_pk=application.pk) if saved else Holdings()
+    if MANAGE_SCOPE in application.scope_list:
+        carried = carried | Holdings(permissions=frozenset(MANAGEMENT_PERMISSIONS))
+    if application.is_resource_server:
+        carried = carried | Holdings(permissions=frozenset({USERS_READ, ROLES_READ}))
+    return carried
 
 
 def client_list() -> QuerySet[Application]:

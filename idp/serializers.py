@@ -94,6 +94,7 @@ class ClientOutput(serializers.ModelSerializer):
             "access_token_format",
             "access_token_audience",
             "is_active",
+            "is_resource_server",
             "previous_secret_expires_at",
             "created",
             "updated",

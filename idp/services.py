@@ -15,12 +15,12 @@ from django.utils import timezone
 from oauth2_provider.models import clear_expired, revoke_access_token
 
 import audit
-from accounts.models import MANAGEMENT_PERMISSIONS
-from accounts.permissions import MANAGE_SCOPE
 from accounts.selectors import Caller
+from accounts.services import administration_kept, caller_holds_check
 from idp.models import AccessToken, Application, Consent, Grant, IDToken, RefreshToken, SigningKey
 from idp.oauth.access_tokens import jti_denylist_clean
 from idp.oauth.generators import ClientSecretGenerator
+from idp.selectors import client_carries
 
 # How long a rotated-out client secret may keep working, at most.
 MAX_SECRET_GRACE_SECONDS = 30 * 24 * 3600
@@ -43,7 +43,7 @@ def client_create(
     name: str,
     client_type: str,
     grant: str,
-    actor: audit.Actor,
+    caller: Caller,
     redirect_uris: list[str] = (),  # type: ignore[assignment]
     post_logout_redirect_uris: list[str] = (),  # type: ignore[assignment]
     scopes: list[str] = (),  # type: ignore[assignment]
@@ -52,22 +52,16 @@ def client_create(
     id_token_signed_response_alg: str = SigningKey.Algorithm.RS256,
     access_token_format: str = Application.AccessTokenFormat.OPAQUE,
     access_token_audience: str = "",
-    caller: Caller | None = None,
+    is_resource_server: bool = False,
 ) -> IssuedClient:
-    """Register a client. Returns its raw secret once; only the keyed hash is stored.
-
-    A client registered for scope idp.manage can obtain tokens that act with the full rights of
-    any administrator who signs in to it, so a caller must hold every management permission to
-    register one.
-    """
+    """Register a client. Returns its raw secret once; only the keyed hash is stored. The caller
+    must hold what the secret carries (client_register)."""
     if grant not in GRANT_TYPES:
         raise ValidationError({"grant": f"grant must be one of {', '.join(GRANT_TYPES)}"})
     if client_type not in {Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC}:
         raise ValidationError({"client_type": "type must be confidential or public"})
     if grant == "client_credentials" and client_type != Application.CLIENT_CONFIDENTIAL:
         raise ValidationError({"client_type": "client_credentials needs a confidential client"})
-    if caller is not None and MANAGE_SCOPE in scopes and not caller.holds(MANAGEMENT_PERMISSIONS):
-        raise PermissionDenied(f"only a holder of every management permission may register a {MANAGE_SCOPE} client")
     application = Application(
         name=name,
         client_type=client_type,
@@ -80,16 +74,23 @@ def client_create(
         algorithm=id_token_signed_response_alg,
         access_token_format=access_token_format,
         access_token_audience=access_token_audience,
+        is_resource_server=is_resource_server,
     )
-    return client_register(application=application, actor=actor)
+    return client_register(application=application, caller=caller)
 
 
 @transaction.atomic
-def client_register(*, application: Application, actor: audit.Actor) -> IssuedClient:
+def client_register(*, application: Application, caller: Caller) -> IssuedClient:
     """Save a new, unsaved client with a secret we generate (never one a person chose).
 
-    Shared by the provisioning command and the admin. Raises ValidationError for a bad client.
+    Shared by the management API, the provisioning command and the admin. A client registered for
+    scope idp.manage obtains tokens that act with the full rights of any administrator who signs in
+    to it, so its secret carries every management permission: the caller must hold them all
+    (caller_holds_check). Raises ValidationError for a bad client, PermissionDenied for that.
     """
+    caller_holds_check(
+        caller=caller, carries=client_carries(application=application, saved=False), doing="register this client"
+    )
     confidential = application.client_type == Application.CLIENT_CONFIDENTIAL
     secret = ClientSecretGenerator().hash() if confidential else ""
     application.client_secret = secret
@@ -98,7 +99,7 @@ def client_register(*, application: Application, actor: audit.Actor) -> IssuedCl
     application.save()
     audit.record(
         audit.Action.CLIENT_CREATED,
-        actor=actor,
+        actor=caller.actor,
         target=audit.Target.client(application),
         client_id=application.client_id,
         data={
@@ -111,12 +112,13 @@ def client_register(*, application: Application, actor: audit.Actor) -> IssuedCl
 
 
 @transaction.atomic
-def client_secret_reset(*, application_id: int, actor: audit.Actor) -> str:
+def client_secret_reset(*, application_id: int, caller: Caller) -> str:
     """Replace a confidential client's secret at once (the old one stops working). Returns the new
-    raw secret, once."""
+    raw secret, once, to a caller holding what it carries (caller_holds_check)."""
     application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if application.client_type != Application.CLIENT_CONFIDENTIAL:
         raise ValueError("only confidential clients have a secret")
+    caller_holds_check(caller=caller, carries=client_carries(application=application), doing="reset this secret")
     secret = ClientSecretGenerator().hash()
     application.client_secret = secret
     application.previous_client_secret = ""
@@ -126,7 +128,7 @@ def client_secret_reset(*, application_id: int, actor: audit.Actor) -> str:
     )
     audit.record(
         audit.Action.CLIENT_SECRET_ROTATED,
-        actor=actor,
+        actor=caller.actor,
         target=audit.Target.client(application),
         client_id=application.client_id,
         data={"grace_seconds": 0},
@@ -142,19 +144,21 @@ class RotatedSecret:
 
 @transaction.atomic
 def client_secret_rotate(
-    *, application_id: int, grace_seconds: int, actor: audit.Actor, now: datetime | None = None
+    *, application_id: int, grace_seconds: int, caller: Caller, now: datetime | None = None
 ) -> RotatedSecret:
     """Give a confidential client a new secret, keeping the current one valid for grace_seconds
     (0: it stops at once) so the client's deployments can switch over without an outage.
 
-    Returns the new raw secret once; both are stored only as keyed hashes. Rotating again during a
-    grace period ends that period: only the newest two secrets ever work.
+    Returns the new raw secret once, to a caller holding every role and permission it carries
+    (caller_holds_check); both are stored only as keyed hashes. Rotating again during a grace
+    period ends that period: only the newest two secrets ever work.
     """
     if not 0 <= grace_seconds <= MAX_SECRET_GRACE_SECONDS:
         raise ValidationError({"grace_seconds": f"must be between 0 and {MAX_SECRET_GRACE_SECONDS}"})
     application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if application.client_type != Application.CLIENT_CONFIDENTIAL or not application.client_secret:
         raise ValidationError({"client_id": "only a confidential client has a secret"})
+    caller_holds_check(caller=caller, carries=client_carries(application=application), doing="rotate this secret")
     now = now or timezone.now()
     previous = application.client_secret
     try:
@@ -178,7 +182,7 @@ def client_secret_rotate(
     )
     audit.record(
         audit.Action.CLIENT_SECRET_ROTATED,
-        actor=actor,
+        actor=caller.actor,
         target=audit.Target.client(application),
         client_id=application.client_id,
         data={"grace_seconds": grace_seconds},
@@ -191,14 +195,19 @@ def client_disable(
     *, application_id: int, actor: audit.Actor, caller: Caller | None = None, reason: str = ""
 ) -> Application:
     """Switch a client off: it gets no more tokens and its tokens stop working (Application.is_usable).
-    Not the client the caller's own token came from. Disabling a disabled client records nothing."""
+    Not the client the caller's own token came from, nor one whose service account holds what the
+    caller does not (as for deactivating a user), nor the last administrator's. Disabling a
+    disabled client records nothing."""
     application = Application.objects.select_for_update(no_key=True).get(pk=application_id)
     if caller is not None and application.pk == caller.application_pk:
         raise PermissionDenied("cannot disable the client your token was issued to")
+    if caller is not None:
+        caller_holds_check(caller=caller, carries=client_carries(application=application), doing="disable this client")
     if not application.is_active:
         return application
-    application.is_active = False
-    application.save(update_fields=["is_active", "updated"])
+    with administration_kept(caller):
+        application.is_active = False
+        application.save(update_fields=["is_active", "updated"])
     audit.record(
         audit.Action.CLIENT_DISABLED,
         actor=actor,
@@ -261,12 +270,19 @@ def consent_revoke(*, user: Any, client_id: str, actor: audit.Actor) -> bool:
 
 @transaction.atomic
 def user_tokens_revoke(
-    *, user_id: int, actor: audit.Actor, reason: str, application: Application | None = None, id_tokens: bool = False
+    *,
+    user_id: int,
+    actor: audit.Actor,
+    reason: str,
+    application: Application | None = None,
+    session_id: str | None = None,
+    id_tokens: bool = False,
 ) -> int:
-    """Revoke a user's live tokens at one client, or at every client: each refresh token with its
-    whole family, then any access token left. One token.revoked per client that had any. With
-    id_tokens the ID tokens of the revoked access tokens go too, as DOT's RP-initiated logout
-    does (a deleted ID token is no longer accepted as an id_token_hint).
+    """Revoke a user's live tokens at one client, or at every client, or those issued through one
+    browser session (session_id, idp.oauth.sessions): each refresh token with its whole family,
+    then any access token left. One token.revoked per client that had any. With id_tokens the ID
+    tokens of the revoked access tokens go too (a deleted ID token is no longer accepted as an
+    id_token_hint), and so do the session's codes not redeemed yet.
 
     Safe to call twice: the second call finds nothing and records nothing. Returns how many access
     and refresh tokens were revoked."""
@@ -274,6 +290,9 @@ def user_tokens_revoke(
     refresh = RefreshToken.objects.filter(user_id=user_id, revoked__isnull=True)
     if application is not None:
         access, refresh = access.filter(application=application), refresh.filter(application=application)
+    if session_id is not None:
+        access, refresh = access.filter(session_id=session_id), refresh.filter(session_id=session_id)
+        Grant.objects.filter(user_id=user_id, session_id=session_id, redeemed_at__isnull=True).delete()
     # Locked in DOT's order (refresh, then access), so a refresh running now either commits first
     # (its new token joins a family swept below) or waits, then finds its token revoked
     # (validator._save_bearer_token re-checks under the same lock).
@@ -291,6 +310,8 @@ def user_tokens_revoke(
     AccessToken.objects.filter(pk__in=[pk for pk, _, _ in live_access]).delete()
     if id_tokens:
         IDToken.objects.filter(pk__in=[id_token for _, _, id_token in live_access if id_token]).delete()
+        if session_id is not None:
+            IDToken.objects.filter(user_id=user_id, session_id=session_id).delete()
     clients = Application.objects.in_bulk(list(counts))
     for application_id in sorted(counts):
         access_count, refresh_count = counts[application_id]

@@ -442,23 +442,30 @@ for _cidr in IDP_TRUSTED_PROXIES:
 
 # Requests allowed per moving (sliding) window, as "<group>.<key kind>": <limits' notation>. A
 # burst up to the limit passes; past it, 429 with Retry-After (idp.ratelimit). Groups: token,
-# introspect, revoke, authorize, signin (POST), api (/api/v1/); kinds: ip, client (the client_id
-# presented), user (the signed-in session user), key (an API key's public id).
+# introspect, revoke, authorize, signin (POST), api (/api/v1/). Kinds: ip (every request, by
+# source address), user (the signed-in session user; the API's token subject), client (requests
+# that authenticated as that confidential client), client_failures (failed client authentications
+# naming a client_id, per client_id and address), key (requests that an API key verified),
+# key_failures (failed ones naming a key's public id, per public id and address). Nothing a
+# request merely names is charged for it: see idp.ratelimit.
 # IDP_RATE_LIMITS overrides single entries: "token.ip=300/minute;api.key=1000/hour".
 IDP_RATE_LIMITS = {
     "token.ip": "300/minute",
     "token.client": "600/minute",
+    "token.client_failures": "20/minute",
     "introspect.ip": "600/minute",
     "introspect.client": "1200/minute",
+    "introspect.client_failures": "20/minute",
     "revoke.ip": "300/minute",
     "revoke.client": "600/minute",
+    "revoke.client_failures": "20/minute",
     "authorize.ip": "300/minute",
-    "authorize.client": "600/minute",
     "authorize.user": "120/minute",
     "signin.ip": "60/minute",
     "api.ip": "600/minute",
     "api.user": "600/minute",
     "api.key": "600/minute",
+    "api.key_failures": "20/minute",
 }
 for _entry in env_str("IDP_RATE_LIMITS", default="").split(";"):
     if not _entry.strip():

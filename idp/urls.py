@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
 from idp import api, bench_views, dashboard, views
+from idp.oauth import views as oauth_views
 
 
 class ClientIdConverter:
@@ -51,7 +51,7 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     # LoginView already marks the password as a sensitive POST parameter.
     path("accounts/login/", views.SignInView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", oauth_views.SignOutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     # Staff pages on the dashboard over idp's own data; before the include, so they win.
     path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),

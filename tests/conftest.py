@@ -80,10 +80,14 @@ def alice(db):
 
 @pytest.fixture
 def issued_client(db):
-    """A confidential authorization-code client, as `create_client` registers it."""
+    """A confidential authorization-code client, as `create_client` registers it; marked a resource
+    server too (create_client --introspect), since many tests check a token it got by introspecting
+    it with the same credentials."""
     from tests.factories import make_client
 
-    return make_client(redirect_uris=[REDIRECT_URI], post_logout_redirect_uris=[POST_LOGOUT_REDIRECT_URI])
+    return make_client(
+        redirect_uris=[REDIRECT_URI], post_logout_redirect_uris=[POST_LOGOUT_REDIRECT_URI], is_resource_server=True
+    )
 
 
 @pytest.fixture

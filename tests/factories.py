@@ -38,6 +38,7 @@ def make_user(**fields):
 
 def make_client(**overrides):
     """Register a client through the service; returns IssuedClient (with the raw secret)."""
+    from accounts.selectors import Caller
     from idp import services
 
     options = {
@@ -46,7 +47,7 @@ def make_client(**overrides):
         "grant": "authorization_code",
         "redirect_uris": ["http://127.0.0.1:9999/callback"],
         "scopes": ["openid", "profile", "email", "offline_access"],
-        "actor": audit.Actor.system("tests"),
+        "caller": Caller.operator(audit.Actor.system("tests")),
     }
     options.update(overrides)
     return services.client_create(**options)

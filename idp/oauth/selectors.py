@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -79,12 +80,14 @@ def _claims(
     return data
 
 
-def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) -> dict[str, Any]:
-    """RFC 7662 answer for an access or refresh token. An inactive answer carries nothing else.
+def token_introspect(*, token: str, token_type_hint: str | None, issuer: str, client: Application) -> dict[str, Any]:
+    """RFC 7662 answer for an access or refresh token, to the resource server `client`. An inactive
+    answer carries nothing else.
 
     token_type tells a resource server what it holds: "Bearer" (RFC 6749 §7.1) for an access
     token, the only kind it should accept; "refresh_token" for a refresh token, which only its
-    client may present, and only at the token endpoint."""
+    client may present, and only at the token endpoint, so only its client learns about it
+    (another client gets the answer of an unknown token)."""
     if access_tokens.is_jwt(token):
         return _introspect_jwt_access_token(token, issuer)
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -92,7 +95,7 @@ def token_introspect(*, token: str, token_type_hint: str | None, issuer: str) ->
     if token_type_hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:
-        answer = lookup(checksum, issuer)
+        answer = lookup(checksum, issuer, client)
         if answer is not None:
             return answer
     return INACTIVE
@@ -116,7 +119,7 @@ def _holders_active(application: Application | None, user: Any) -> bool:
     return (application is None or application.is_active) and (user is None or user.is_active)
 
 
-def _introspect_access_token(checksum: str, issuer: str) -> dict[str, Any] | None:
+def _introspect_access_token(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:
     access = (
         AccessToken.objects.select_related("application", "user")
         .only(*_ACCESS_TOKEN_FIELDS)
@@ -168,10 +171,10 @@ def _introspect_jwt_access_token(token: str, issuer: str) -> dict[str, Any]:
     return answer
 
 
-def _introspect_refresh_token(checksum: str, issuer: str) -> dict[str, Any] | None:
+def _introspect_refresh_token(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:
     refresh = (
         RefreshToken.objects.select_related("application", "user", "access_token")
-        .filter(token_checksum=checksum, revoked__isnull=True)
+        .filter(token_checksum=checksum, revoked__isnull=True, application=client)
         .first()
     )
     if refresh is None:
@@ -195,10 +198,23 @@ def _introspect_refresh_token(checksum: str, issuer: str) -> dict[str, Any] | No
     )
 
 
-def id_token_hint_subject(hint: str, *, issuer: str) -> str | None:
-    """The `sub` of an ID token this provider signed, or None for anything else (another key,
-    `alg: none`, garbage, another issuer). Expired hints count: OIDC Core §3.1.2.1 sends back an
-    ID token the client already holds, and its expiry says nothing about who it names."""
+@dataclass(frozen=True)
+class IdTokenHint:
+    """What an ID token this provider signed says about whom it was issued to, and when."""
+
+    subject: str
+    client_id: str  # the client it was issued to: azp, or its single audience
+    audiences: tuple[str, ...]
+    session_id: str  # the sid claim: the browser session it was issued through ("" if none)
+    expired: bool
+
+
+def id_token_hint_read(hint: str, *, issuer: str, now: datetime | None = None) -> IdTokenHint | None:
+    """An ID token this provider signed (the key its kid names, that key's algorithm, this issuer),
+    or None for anything else (another key, alg none, garbage, another issuer). Expired hints are
+    read too, and say so: OIDC Core §3.1.2.1 and RP-Initiated Logout send back an ID token the
+    client already holds, and its expiry says nothing about whom it names; whether an expired hint
+    may be acted on is the caller's decision."""
     signed = keys.signed_token_parse(hint)
     if signed is None:
         return None
@@ -209,4 +225,17 @@ def id_token_hint_subject(hint: str, *, issuer: str) -> str | None:
         return None
     if not isinstance(claims, dict) or claims.get("iss") != issuer or not isinstance(claims.get("sub"), str):
         return None
-    return claims["sub"]
+    audience = claims.get("aud")
+    audiences = tuple(audience) if isinstance(audience, list) else (audience,) if isinstance(audience, str) else ()
+    if not audiences or not all(isinstance(item, str) for item in audiences):
+        return None
+    client_id = claims.get("azp") if isinstance(claims.get("azp"), str) else audiences[0]
+    expires = claims.get("exp")
+    moment = (now or timezone.now()).timestamp()
+    return IdTokenHint(
+        subject=claims["sub"],
+        client_id=client_id,
+        audiences=audiences,
+        session_id=claims["sid"] if isinstance(claims.get("sid"), str) else "",
+        expired=not isinstance(expires, int | float) or expires <= moment,
+    )

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+from oauthlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from oauthlib.openid import Server as OpenIDServer
 
 # Authorization code (with PKCE) is the only front-channel flow; implicit and hybrid response
@@ -31,6 +31,25 @@ def refuse_request_objects(request: Any) -> dict[str, Any]:
     return {}
 
 
+# query (the default) and OAuth 2.0 Form Post Response Mode (idp.oauth.views posts the response).
+# fragment is refused: an authorization code is never put in a fragment here.
+RESPONSE_MODES = {"query", "form_post"}
+
+
+def judge_response_mode(request: Any) -> dict[str, Any]:
+    """Refuse a response mode this provider does not speak, rather than ignore it; the error itself
+    goes back in the query. oauthlib builds form_post's response as a query (the view posts it)."""
+    mode = request.response_mode
+    if mode is None:
+        return {}
+    request.response_mode = "query"
+    if mode not in RESPONSE_MODES:
+        raise InvalidRequestError(
+            description="response_mode must be query or form_post", request=request, state=request.state
+        )
+    return {}
+
+
 class Server(OpenIDServer):
     def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(request_validator, *args, **kwargs)
@@ -43,6 +62,7 @@ class Server(OpenIDServer):
         self._tokens = {k: v for k, v in self._tokens.items() if k == "Bearer"}
         for grant in (self.auth_grant, self.openid_connect_auth):
             grant.custom_validators.pre_auth.append(refuse_request_objects)
+            grant.custom_validators.pre_auth.append(judge_response_mode)
         # PKCE S256 only, refused at the authorization request with oauthlib's own error (a
         # missing method means "plain", RFC 7636 §4.3). DOT's RFC 9700 gate would refuse "plain"
         # only once the code is minted, after the user consented.

@@ -2,7 +2,6 @@
 is derived from the discovery URL, which sits at the server root)."""
 
 from django.urls import path
-from oauth2_provider import views as dot_views
 
 from idp.oauth import views
 
@@ -15,7 +14,7 @@ urlpatterns = [
     path(".well-known/jwks.json", views.JwksInfoView.as_view(), name="jwks-info"),
     path("oauth/authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("oauth/token/", views.TokenView.as_view(), name="token"),
-    path("oauth/revoke/", dot_views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("oauth/revoke/", views.RevokeTokenView.as_view(), name="revoke-token"),
     path("oauth/introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
     path("oauth/userinfo/", views.UserInfoView.as_view(), name="user-info"),
     path("oauth/logout/", views.LogoutView.as_view(), name="rp-initiated-logout"),

@@ -18,16 +18,32 @@ from jwcrypto import jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 import audit
 from accounts.selectors import subject_access, user_standard_claims
-from idp import logs, services
-from idp.models import AccessToken, Grant, RefreshToken
+from idp import logs, ratelimit, services
+from idp.models import AccessToken, Grant, IDToken, RefreshToken
 from idp.oauth import access_tokens, clients, keys
 
 # The ID token finalize_id_token signed in this request (thread or task), with its row, until
 # _save_bearer_token has linked it. Not an attribute: DOT keeps one validator for every request.
 _id_token_just_signed: ContextVar[tuple[str, Any] | None] = ContextVar("id_token_just_signed", default=None)
+# The browser session the tokens _save_bearer_token is saving belong to, for _set_token_value,
+# which DOT calls on each new token before saving it (and without the request).
+_issuing_session: ContextVar[str] = ContextVar("issuing_session", default="")
+
+
+def _session_of(request: Any) -> str:
+    """The browser session (idp.oauth.sessions) a token request's tokens belong to: the session
+    the code was issued through, or the refresh token's; none for client credentials."""
+    grant = getattr(request, "idp_grant", None)
+    if grant is not None:
+        return grant.session_id
+    refresh = getattr(request, "refresh_token_instance", None)
+    if refresh is not None and getattr(request, "grant_type", None) == "refresh_token":
+        return refresh.session_id
+    return ""
 
 
 class IdpValidator(OAuth2Validator):
@@ -64,9 +80,19 @@ class IdpValidator(OAuth2Validator):
     # client (RFC 6749 §2.1: it has no credentials) once it named a registered client; an unknown
     # client_id a caller typed never reaches the log.
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
+        authorization = (request.headers or {}).get("Authorization", "")
+        if authorization[:6].lower() == "basic " and getattr(request, "client_secret", None) is not None:
+            # RFC 6749 §2.3: a client uses one authentication method per request. Which of two
+            # secrets counts would otherwise be DOT's choice; a client sending both is misbuilt.
+            raise errors.InvalidRequestError(
+                description="client credentials in both the Authorization header and the body", request=request
+            )
         authenticated = super().authenticate_client(request, *args, **kwargs)
         if authenticated:
             logs.request_client_set(client_id=request.client.client_id)
+            ratelimit.client_authenticated(client_id=request.client.client_id)
+        else:
+            ratelimit.client_authentication_failed()
         return authenticated
 
     def authenticate_client_id(self, client_id: str, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -175,6 +201,8 @@ class IdpValidator(OAuth2Validator):
             return False
         if grant.is_expired():
             return False
+        if not grant.user.is_active or not client.is_active:
+            return False  # a code outlives neither its user's deactivation nor its client's
         # What DOT's validate_code sets, from the row already locked (one query, not two).
         request.idp_grant = grant
         request.scopes = grant.scope.split(" ")
@@ -209,6 +237,9 @@ class IdpValidator(OAuth2Validator):
         # together. The event names the grant's id, never the code.
         with transaction.atomic():
             grant = self._create_authorization_code(request, code)
+            session_id = getattr(request, "session_id", "")
+            if session_id:  # DOT creates the row in one call; the browser session is ours to add
+                Grant.objects.filter(pk=grant.pk).update(session_id=session_id)
             audit.record(
                 audit.Action.CODE_ISSUED,
                 actor=audit.Actor.user(request.user),
@@ -255,6 +286,7 @@ class IdpValidator(OAuth2Validator):
 
     def _set_token_value(self, token_instance: Any, raw_token: str) -> None:
         super()._set_token_value(token_instance, raw_token)
+        token_instance.session_id = _issuing_session.get()
         if isinstance(token_instance, AccessToken):
             # A JWT access token's row keeps its jti: deleting the row revokes it (idp.oauth.access_tokens).
             token_instance.jti = access_tokens.unverified_jti(raw_token)
@@ -273,9 +305,16 @@ class IdpValidator(OAuth2Validator):
             # token (read before DOT's rotation deletes the old one).
             if presented.access_token is not None and presented.access_token.claims:
                 request.claims = presented.access_token.claims
+        if request.grant_type == "authorization_code" and "offline_access" not in request.scopes:
+            # OpenID Connect Core §11: a refresh token only for offline_access, granted and
+            # consented (the README's promise for every authorization code: least privilege).
+            # oauthlib always makes one; this drops it before it is saved or answered.
+            token.pop("refresh_token", None)
+        session = _issuing_session.set(_session_of(request))
         try:
             super()._save_bearer_token(token, request, *args, **kwargs)
         finally:
+            _issuing_session.reset(session)
             _id_token_just_signed.set(None)  # this request's only: the validator is shared by all
         if request.user is not None:
             logs.request_user_set(user_id=request.user.pk)  # whom the tokens act for, in the request line
@@ -297,13 +336,34 @@ class IdpValidator(OAuth2Validator):
     ) -> bool:
         grant = self._grant_validated(code, request)
         if grant is None:
-            return super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
-        return grant.redirect_uri_allowed(redirect_uri)
+            confirmed = super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
+        else:
+            confirmed = grant.redirect_uri_allowed(redirect_uri)
+        if not confirmed:
+            # RFC 6749 §5.2: the redirect_uri does not match the one the code was issued to, so the
+            # grant is invalid (oauthlib would answer invalid_request).
+            raise errors.InvalidGrantError(
+                description="redirect_uri does not match the authorization request", request=request
+            )
+        return True
 
     def get_code_challenge(self, code: str, request: Any) -> str | None:
         grant = self._grant_validated(code, request)
         if grant is None:
             return super().get_code_challenge(code, request)
+        if not grant.code_challenge and request.code_verifier is not None:
+            # RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade (an
+            # injected code, with whatever verifier the attacker likes). oauthlib would ignore it.
+            self._spend_code(grant)
+            raise errors.InvalidGrantError(
+                description="code_verifier given for a code issued without code_challenge", request=request
+            )
+        if grant.code_challenge and (
+            request.code_verifier is None or not code_challenge_method_s256(request.code_verifier, grant.code_challenge)
+        ):
+            # The PKCE check oauthlib makes next will fail: the code is spent first, so whoever
+            # holds it without its verifier cannot try again (RFC 9700 §2.1.1, §4.5).
+            self._spend_code(grant)
         return grant.code_challenge or None
 
     def get_code_challenge_method(self, code: str, request: Any) -> str | None:
@@ -311,6 +371,12 @@ class IdpValidator(OAuth2Validator):
         if grant is None:
             return super().get_code_challenge_method(code, request)
         return grant.code_challenge_method or None
+
+    @staticmethod
+    def _spend_code(grant: Grant) -> None:
+        """Mark a code redeemed, buying nothing: presented again it is reuse (validate_code). The
+        token request's transaction commits this even though it answers an error."""
+        Grant.objects.filter(pk=grant.pk, redeemed_at__isnull=True).update(redeemed_at=timezone.now())
 
     def get_authorization_code_nonce(self, client_id: str, code: str, redirect_uri: str, request: Any) -> str | None:
         grant = self._grant_validated(code, request)
@@ -326,6 +392,9 @@ class IdpValidator(OAuth2Validator):
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce  # oauthlib bug #746, as DOT works around it
+        session_id = _session_of(request)
+        if session_id:
+            id_token["sid"] = session_id  # OpenID Connect Front-/Back-Channel Logout
         key = keys.signing_key_active(request.client.algorithm)
         if key.algorithm == "EdDSA" and "at_hash" in id_token:
             # OIDC Core §3.1.3.6 hashes with the alg's hash: SHA-512 for Ed25519 (Core errata 2).
@@ -336,12 +405,25 @@ class IdpValidator(OAuth2Validator):
         signed = jwt.JWT(header=json.dumps(header), claims=json.dumps(id_token, default=str))
         signed.make_signed_token(key.jwk)
         with transaction.atomic():
-            saved = self._save_id_token(id_token["jti"], request, expiration_time)
+            saved = self._save_id_token(id_token["jti"], request, expiration_time, session_id=session_id)
         request.access_token = saved
         request.id_token = saved
         serialized = signed.serialize()
         _id_token_just_signed.set((serialized, saved))
         return serialized
+
+    def _save_id_token(
+        self, jti: str, request: Any, expires: Any, *args: Any, session_id: str = "", **kwargs: Any
+    ) -> Any:
+        # DOT's row, with the browser session it belongs to.
+        return IDToken.objects.create(
+            user=request.user,
+            scope=request.scope or " ".join(request.scopes),
+            expires=expires,
+            jti=jti,
+            application=request.client,
+            session_id=session_id,
+        )
 
     def _load_id_token(self, token: str) -> Any:
         # DOT verifies the ID token finalize_id_token just signed, and reads its row again, to link

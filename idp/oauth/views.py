@@ -3,31 +3,45 @@ consent, and an introspection endpoint for authenticated confidential clients on
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth import logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
-from oauth2_provider.exceptions import InvalidOIDCClientError, InvalidOIDCRedirectURIError, OAuthToolkitError
+from oauth2_provider.exceptions import (
+    ClientIdMissmatch,
+    InvalidIDTokenError,
+    InvalidOIDCClientError,
+    InvalidOIDCRedirectURIError,
+    LogoutDenied,
+    OAuthToolkitError,
+    OIDCError,
+)
 from oauth2_provider.forms import AllowForm
+from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # DOT's RFC 9207 helper
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views.mixins import OAuthLibMixin
-from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
+from oauthlib.common import Request as OauthlibRequest
+from oauthlib.common import add_params_to_uri
+from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired, OAuth2Error
 
 import audit
 from apikeys.selectors import apikey_claims, presented_as_api_key
@@ -36,6 +50,22 @@ from idp import services
 from idp.metrics import introspection_counted
 from idp.models import Application
 from idp.oauth import keys, selectors
+from idp.oauth.sessions import browser_session_id, browser_session_id_get
+
+# The members of an authorization response (RFC 6749 §4.1.2, §4.1.2.1, RFC 9207).
+_RESPONSE_PARAMETERS = ("code", "state", "iss", "error", "error_description", "error_uri")
+
+
+def _form_post(request: HttpRequest, location: str) -> HttpResponse:
+    """OAuth 2.0 Form Post Response Mode: a page whose form posts the response parameters to the
+    redirect URI, submitted by a script of our own (CSP allows no inline script), or by hand."""
+    parts = urlsplit(location)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    fields = [(name, query.pop(name)[0]) for name in _RESPONSE_PARAMETERS if name in query]
+    action = parts._replace(query=urlencode(query, doseq=True), fragment="").geturl()
+    response = render(request, "oauth2_provider/form_post.html", {"action": action, "fields": fields})
+    add_never_cache_headers(response)
+    return response
 
 
 class ConsentForm(AllowForm):
@@ -67,7 +97,24 @@ class AuthorizationView(dot_views.AuthorizationView):
         # client's page, not ours). Our consent form always carries its CSRF token.
         if request.method == "POST" and "csrfmiddlewaretoken" not in request.POST:
             return HttpResponseRedirect(f"{request.path}?{request.POST.urlencode()}", status=303)
+        # OAuth 2.0 Form Post Response Mode: the answer (code or error) is posted to the client
+        # instead of redirected (idp.oauth.server refuses every mode but query and form_post). The
+        # consent form posts back to this same URL, so the query string still says so.
+        self.form_post = request.GET.get("response_mode") == "form_post"
         return super().dispatch(request, *args, **kwargs)
+
+    def handle_no_permission(self) -> HttpResponse:
+        """Nobody is signed in. The request is judged first (RFC 6749 §4.1.2.1, OIDC Core
+        §3.1.2.6): an unknown client or an unregistered redirect URI is an error page, any other
+        error goes back to the client; only a valid request gets a sign-in form."""
+        try:
+            self.validate_authorization_request(self.request)
+        except OAuthToolkitError as error:
+            client_id = self.request.GET.get("client_id", "")
+            redirects = getattr(error, "redirect_uri", None)  # FatalClientError has none: an error page
+            application = Application.objects.filter(client_id=client_id).first() if redirects else None
+            return self.error_response(error, application)
+        return super().handle_no_permission()
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return csrf_protect(super().post)(request, *args, **kwargs)
@@ -84,9 +131,8 @@ class AuthorizationView(dot_views.AuthorizationView):
         silent = "none" in prompt
 
         hint = request.GET.get("id_token_hint")
-        if hint and selectors.id_token_hint_subject(hint, issuer=oauth2_settings.oidc_issuer(request)) != str(
-            request.user.pk
-        ):
+        named = selectors.id_token_hint_read(hint, issuer=oauth2_settings.oidc_issuer(request)) if hint else None
+        if hint and (named is None or named.subject != str(request.user.pk)):
             if silent:
                 return self._refuse(LoginRequired, credentials, application)
             return self._sign_in_again(request, "id_token_hint")  # as the user the client expects
@@ -130,12 +176,15 @@ class AuthorizationView(dot_views.AuthorizationView):
         # RFC 9207 §2: every authorization response names the issuer, error responses included
         # (DOT adds it to successful ones only). Replacing an existing iss keeps this idempotent.
         issuer = oauth2_settings.oauth2_authorization_server_issuer(self.request)
-        return super().redirect(_add_iss_to_redirect(redirect_to, issuer), application)
+        redirect_to = _add_iss_to_redirect(redirect_to, issuer)
+        if getattr(self, "form_post", False):
+            return _form_post(self.request, redirect_to)
+        return super().redirect(redirect_to, application)
 
     def _sign_in_again(self, request: HttpRequest, satisfied: str) -> HttpResponse:
-        """End the session and come back after a fresh sign-in, without the parameter that asked
-        for it (it is then satisfied, and would otherwise ask again)."""
-        logout(request)
+        """Come back after a fresh sign-in, without the parameter that asked for it (it is then
+        satisfied, and would otherwise ask again). The session is not ended here: a page could
+        otherwise sign anyone out by linking to this (logout CSRF); signing in again replaces it."""
         return redirect_to_login(_without(request, satisfied, "prompt"), settings.LOGIN_URL)
 
     def _authentication_too_old(self, request: HttpRequest) -> bool:
@@ -166,6 +215,7 @@ class AuthorizationView(dot_views.AuthorizationView):
         # The consent, then the code: one transaction, so a consent is kept (and recorded) only
         # with the code it let through. oauthlib answers most refusals with an error redirect
         # rather than an exception, hence the look at the answer.
+        credentials["session_id"] = browser_session_id(request)  # idp.oauth.validator binds the code to it
         with transaction.atomic():
             if allow and self.consent_given:
                 application = Application.objects.get(client_id=credentials["client_id"])
@@ -185,6 +235,23 @@ class AuthorizationView(dot_views.AuthorizationView):
         return result
 
 
+def basic_challenge(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """RFC 6749 §5.2: a 401 invalid_client answers a client that authenticated with HTTP Basic with
+    the Basic scheme's challenge (oauthlib's is Bearer, the protected resource's)."""
+    if response.status_code == 401 and request.META.get("HTTP_AUTHORIZATION", "")[:6].lower() == "basic ":
+        response["WWW-Authenticate"] = 'Basic realm="idp"'
+    return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(sensitive_post_parameters("token", "client_secret"), name="dispatch")
+class RevokeTokenView(dot_views.RevokeTokenView):
+    """RFC 7009 revocation (DOT's), with RFC 6749 §5.2's Basic challenge on a failed Basic login."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return basic_challenge(request, super().post(request, *args, **kwargs))
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token"), name="dispatch")
 class TokenView(dot_views.TokenView):
@@ -200,7 +267,7 @@ class TokenView(dot_views.TokenView):
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():
             response[name] = value
-        return response
+        return basic_challenge(request, response)
 
 
 class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
@@ -235,7 +302,7 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 "introspection_endpoint": self._get_endpoint_url(request, "introspect", required=True),
                 "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-                "response_modes_supported": ["query"],
+                "response_modes_supported": ["query", "form_post"],
                 "prompt_values_supported": ["none", "login", "consent"],
                 "claims_parameter_supported": True,
                 "claim_types_supported": ["normal"],
@@ -243,7 +310,9 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 "request_uri_parameter_supported": False,
             }
         )
-        data["claims_supported"] = sorted(data["claims_supported"] + ["iss", "aud", "exp", "iat", "auth_time", "nonce"])
+        data["claims_supported"] = sorted(
+            data["claims_supported"] + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "sid"]
+        )
         return data
 
 
@@ -264,21 +333,42 @@ class JwksInfoView(View):
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("token", "client_secret"), name="dispatch")
 class IntrospectTokenView(OAuthLibMixin, View):
-    """RFC 7662 introspection of access tokens, refresh tokens and API keys, for confidential
-    clients that authenticate (Basic or body).
+    """RFC 7662 introspection of access tokens, refresh tokens and API keys, for resource servers
+    (confidential clients marked is_resource_server) that authenticate (Basic or body).
 
     POST only: a token in a query string ends up in access logs.
     """
 
     http_method_names = ["post"]
 
+    def _authenticated_client(self, request: HttpRequest) -> Application | None:
+        """The client the request authenticates as (our validator's rules: Basic or body, the
+        previous secret in its grace period), or None."""
+        core = self.get_oauthlib_core()
+        uri, http_method, body, headers = core._extract_params(request)
+        oauth_request = OauthlibRequest(uri, http_method, body, headers)
+        if not core.server.request_validator.authenticate_client(oauth_request):
+            return None
+        return oauth_request.client
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not self.authenticate_client(request):
+        try:
+            client = self._authenticated_client(request)
+        except OAuth2Error as error:  # two authentication methods at once (the validator)
+            return JsonResponse({"error": error.error, "error_description": error.description}, status=400)
+        if client is None:
             response = JsonResponse(
                 {"error": "invalid_client", "error_description": "client authentication failed"}, status=401
             )
             response["WWW-Authenticate"] = 'Basic realm="idp"'
             return response
+        if not client.is_resource_server:
+            # RFC 7662 §4: what a token is worth (whose it is, roles, permissions) only to the
+            # protected resources an operator marked so; any other client learns nothing.
+            return JsonResponse(
+                {"error": "unauthorized_client", "error_description": "this client may not introspect tokens"},
+                status=403,
+            )
         token = request.POST.get("token", "")
         if len(request.POST.getlist("token")) > 1:
             # RFC 6749 §3.2: parameters must not repeat. Which copy counts would otherwise be up to
@@ -295,7 +385,10 @@ class IntrospectTokenView(OAuthLibMixin, View):
             answer = apikey_claims(verified=verified, issuer=issuer) if verified else selectors.INACTIVE
         else:
             answer = selectors.token_introspect(
-                token=token, token_type_hint=request.POST.get("token_type_hint"), issuer=issuer
+                token=token,
+                token_type_hint=request.POST.get("token_type_hint"),
+                issuer=issuer,
+                client=client,
             )
         introspection_counted(active=bool(answer.get("active")))
         response = JsonResponse(answer)
@@ -321,40 +414,112 @@ class UserInfoView(dot_views.UserInfoView):
         return super()._create_userinfo_response(request)
 
 
+def session_end(request: HttpRequest, *, reason: str) -> int:
+    """Sign this browser session out: revoke every token and code issued through it (at every
+    client, audited as token.revoked) and end the Django session. Tokens of the user's other
+    sessions and devices are untouched. Returns how many tokens were revoked."""
+    revoked = 0
+    user = request.user
+    session_id = browser_session_id_get(request)
+    if user.is_authenticated and session_id:
+        revoked = services.user_tokens_revoke(
+            user_id=user.pk, session_id=session_id, actor=audit.Actor.user(user), reason=reason, id_tokens=True
+        )
+    logout(request)
+    return revoked
+
+
+@method_decorator(never_cache, name="dispatch")
 class LogoutView(dot_views.RPInitiatedLogoutView):
-    """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), stricter than DOT's: the
-    provider redirects only to a registered post-logout URI of the client an id_token_hint we
-    signed names, and without a redirect the user lands on a signed-out page."""
+    """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2-3), made safe to link to.
 
-    def validate_logout_request(
-        self, id_token_hint: str | None, client_id: str | None, post_logout_redirect_uri: str | None
-    ) -> tuple[Any, Any]:
-        if post_logout_redirect_uri and not id_token_hint:
+    - It ends only the browser session it is asked in, and only when that session's user confirms
+      on a CSRF-protected POST. The question is skipped only for an id_token_hint that names this
+      very session (its sid) and user, is unexpired, and was issued to the client that asks.
+    - Ending the session revokes what was issued through it (session_end), nothing else: the
+      user's other sessions and devices keep their tokens.
+    - A hint alone (no session cookie, an expired or a foreign hint) revokes nothing; a valid
+      signature still names the client whose registered post_logout_redirect_uri may be used.
+    - Without a redirect the user lands on a signed-out page."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        params = {name: request.GET.get(name) for name in ("id_token_hint", "client_id", "post_logout_redirect_uri")}
+        try:
+            application, hint = self._judge(**params)
+        except OIDCError as error:
+            return self.error_response(error)
+        state = request.GET.get("state")
+        redirect_uri = params["post_logout_redirect_uri"]
+        if not request.user.is_authenticated:
+            return self._finish(application, redirect_uri, state)  # no session here: nothing to end
+        if self._names_this_session(hint, application):
+            session_end(request, reason="logout")
+            return self._finish(application, redirect_uri, state)
+        self.oidc_data = {**params, "state": state}
+        context = self.get_context_data(form=self.get_form(self.get_form_class()), application=application)
+        return self.render_to_response(context)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        data = form.cleaned_data
+        params = {name: data.get(name) for name in ("id_token_hint", "client_id", "post_logout_redirect_uri")}
+        try:
+            application, _hint = self._judge(**params)
+            if self.request.user.is_authenticated:
+                if not data.get("allow"):
+                    raise LogoutDenied()
+                session_end(self.request, reason="logout")
+        except OIDCError as error:
+            return self.error_response(error)
+        return self._finish(application, params["post_logout_redirect_uri"], data.get("state"))
+
+    def _judge(
+        self, *, id_token_hint: str | None, client_id: str | None, post_logout_redirect_uri: str | None
+    ) -> tuple[Application | None, selectors.IdTokenHint | None]:
+        """The client asking (client_id, or the client the hint was issued to) and the hint, read
+        but not trusted beyond its signature. A redirect needs a hint (it ties the URI to a client),
+        a client_id must be the hint's, and the URI must be registered for that client, exactly."""
+        hint = None
+        if id_token_hint:
+            hint = selectors.id_token_hint_read(id_token_hint, issuer=oauth2_settings.oidc_issuer(self.request))
+            if hint is None:
+                raise InvalidIDTokenError()
+        if client_id:
+            application = Application.objects.filter(client_id=client_id).first()
+            if application is None:
+                raise InvalidOIDCClientError()
+            if hint is not None and client_id not in hint.audiences:
+                raise ClientIdMissmatch()
+        else:
+            application = Application.objects.filter(client_id=hint.client_id).first() if hint else None
+        if post_logout_redirect_uri and hint is None:
             raise InvalidOIDCRedirectURIError("post_logout_redirect_uri needs an id_token_hint.")
-        if client_id and not Application.objects.filter(client_id=client_id).exists():
-            raise InvalidOIDCClientError()  # DOT would look it up with .get() and fail with a 500
-        return super().validate_logout_request(id_token_hint, client_id, post_logout_redirect_uri)
+        self.validate_post_logout_redirect_uri(application, post_logout_redirect_uri)
+        return application, hint
 
-    def do_logout(
-        self,
-        application: Application | None = None,
-        post_logout_redirect_uri: str | None = None,
-        state: str | None = None,
-        token_user: Any = None,
-    ) -> HttpResponse:
-        user = token_user or self.request.user
-        with transaction.atomic():
-            # OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS: the user's tokens at every client end with the
-            # session. Revoked here, audited, before DOT's do_logout (which then finds none left).
-            if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS and user.is_authenticated:
-                signed_in = self.request.user
-                services.user_tokens_revoke(
-                    user_id=user.pk,
-                    actor=audit.Actor.user(signed_in) if signed_in.is_authenticated else audit.Actor.anonymous(),
-                    reason="logout",
-                    id_tokens=True,
-                )
-            response = super().do_logout(application, post_logout_redirect_uri, state, token_user)
-        if post_logout_redirect_uri:
-            return response
+    def _names_this_session(self, hint: selectors.IdTokenHint | None, application: Application | None) -> bool:
+        session_id = browser_session_id_get(self.request)
+        return (
+            hint is not None
+            and application is not None
+            and not hint.expired
+            and hint.subject == str(self.request.user.pk)
+            and hint.client_id == application.client_id
+            and bool(session_id)
+            and hmac.compare_digest(hint.session_id, session_id)
+        )
+
+    def _finish(self, application: Application | None, redirect_uri: str | None, state: str | None) -> HttpResponse:
+        if redirect_uri and application is not None:
+            target = add_params_to_uri(redirect_uri, [("state", state)]) if state else redirect_uri
+            return OAuth2ResponseRedirect(target, application.get_allowed_schemes())
         return render(self.request, "registration/logged_out.html")
+
+
+@method_decorator(never_cache, name="dispatch")
+class SignOutView(auth_views.LogoutView):
+    """The provider's own "Sign out" (POST, CSRF-protected): the browser session ends, and so do
+    the tokens issued through it, as with RP-initiated logout."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        session_end(request, reason="logout")
+        return super().post(request, *args, **kwargs)

@@ -33,7 +33,7 @@ def works(live_server, client_id: str, secret: str) -> bool:
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], is_resource_server=True)
 
 
 def test_a_rotated_secret_keeps_working_for_the_grace_period_then_stops(live_server, admin, machine):

@@ -93,7 +93,7 @@ def machine(admin_role):
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only introspects, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
 
 
 @pytest.fixture
@@ -101,12 +101,13 @@ def issue_key(owner, admin_role) -> Callable[..., Any]:
     """Issue a key through apikey_create: by default the owner's, with scope idp.manage and the
     idp-admin role. Keywords are apikey_create's and override the defaults (user=None plus
     application=... for a machine client's key)."""
+    from accounts.selectors import Caller
     from apikeys.services import apikey_create
 
     def issue(**options: Any):
         arguments: dict[str, Any] = {
             "name": "deploy script",
-            "actor": SYSTEM,
+            "caller": Caller.operator(SYSTEM),
             "user": owner,
             "scopes": ["idp.manage"],
             "role_ids": [admin_role.pk],

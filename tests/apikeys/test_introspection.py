@@ -13,6 +13,7 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import MANAGEMENT_PERMISSIONS
+from accounts.selectors import Caller
 from accounts.services import role_create, role_grant, user_deactivate
 from apikeys.keyformat import key_new, public_id_new
 from apikeys.services import apikey_revoke, apikey_rotate
@@ -128,7 +129,7 @@ def test_exp_is_the_expiry(introspect, issue_key):
 
 def test_exp_is_the_end_of_the_grace_period_and_the_successor_has_none(introspect, issue_key):
     old = issue_key(grace_period=timedelta(hours=6))
-    new = apikey_rotate(key_id=old.key.pk, actor=SYSTEM)
+    new = apikey_rotate(key_id=old.key.pk, caller=Caller.operator(SYSTEM))
     old.key.refresh_from_db()
 
     assert active(introspect(old.secret))["exp"] == int(old.key.grace_ends_at.timestamp())
@@ -141,7 +142,7 @@ def test_exp_is_the_end_of_the_grace_period_and_the_successor_has_none(introspec
 def test_exp_is_the_earlier_of_expiry_and_grace_end(introspect, issue_key):
     now = timezone.now()
     old = issue_key(expires_at=now + timedelta(hours=3), grace_period=timedelta(hours=6))
-    apikey_rotate(key_id=old.key.pk, actor=SYSTEM)
+    apikey_rotate(key_id=old.key.pk, caller=Caller.operator(SYSTEM))
     assert active(introspect(old.secret))["exp"] == int((now + timedelta(hours=3)).timestamp())
 
 
@@ -204,7 +205,7 @@ def test_a_rotated_key_is_inactive_past_its_grace_period(introspect, issue_key, 
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         old = issue_key(grace_period=timedelta(hours=1))
-        new = apikey_rotate(key_id=old.key.pk, actor=SYSTEM)
+        new = apikey_rotate(key_id=old.key.pk, caller=Caller.operator(SYSTEM))
     with time_machine.travel(start + after, tick=False):
         old_reply, new_reply = introspect(old.secret), introspect(new.secret)
     active(new_reply)

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 import audit
+from accounts.selectors import Caller
 from apikeys.keyformat import public_id_new
 from apikeys.models import ApiKey
 from apikeys.selectors import apikey_verify
@@ -59,7 +60,7 @@ def make_key(owner, admin_role):
         options.setdefault("user", owner)
         options.setdefault("scopes", ["idp.manage", "profile"])
         options.setdefault("role_ids", [admin_role.pk] if options["user"] is not None else [])
-        return apikey_create(actor=audit.Actor.user(owner), **options)
+        return apikey_create(caller=Caller.operator(audit.Actor.user(owner)), **options)
 
     return make
 
@@ -118,7 +119,7 @@ def test_the_old_key_works_through_its_grace_period_and_stops_one_second_after(m
     with time_machine.travel(T0, tick=False):
         issued = make_key(grace_period=2 * HOUR)
     with time_machine.travel(T0 + 5 * HOUR, tick=False):
-        rotated = apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(issued.key.user))
+        rotated = apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(issued.key.user)))
     grace_ends_at = T0 + 7 * HOUR
     assert reload(issued.key).grace_ends_at == grace_ends_at
 
@@ -143,7 +144,7 @@ def test_introspection_and_the_api_accept_both_keys_during_grace_and_only_the_su
 ):
     with time_machine.travel(T0, tick=False):
         issued = make_key(grace_period=2 * HOUR)
-        rotated = apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(issued.key.user))
+        rotated = apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(issued.key.user)))
 
     with time_machine.travel(T0 + 2 * HOUR - SECOND, tick=False):
         old = introspected(introspect, issued.secret)
@@ -170,7 +171,7 @@ def test_introspection_and_the_api_accept_both_keys_during_grace_and_only_the_su
 def test_a_zero_grace_period_stops_the_old_key_at_once(client, make_key, introspect):
     with time_machine.travel(T0, tick=False):
         issued = make_key(grace_period=timedelta(0))
-        rotated = apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(issued.key.user))
+        rotated = apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(issued.key.user)))
 
         assert reload(issued.key).grace_ends_at == T0
         assert verified_pk(issued.secret) is None
@@ -184,7 +185,7 @@ def test_the_successor_keeps_the_keys_lifetime_counted_from_the_rotation(make_ke
     with time_machine.travel(T0, tick=False):
         issued = make_key(expires_at=T0 + 30 * DAY, grace_period=HOUR)
     with time_machine.travel(T0 + 10 * DAY, tick=False):
-        rotated = apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(issued.key.user))
+        rotated = apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(issued.key.user)))
 
     assert rotated.key.expires_at == T0 + 40 * DAY
     assert reload(issued.key).expires_at == T0 + 30 * DAY, "rotation does not extend the old key"
@@ -196,16 +197,16 @@ def test_the_successor_keeps_the_keys_lifetime_counted_from_the_rotation(make_ke
 
 def test_a_rotated_key_cannot_be_rotated_again(make_key):
     issued = make_key()
-    apikey_rotate(key_id=issued.key.pk, actor=SYSTEM)
+    apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(SYSTEM))
 
     with pytest.raises(ValidationError):
-        apikey_rotate(key_id=issued.key.pk, actor=SYSTEM)
+        apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(SYSTEM))
     assert successors_of(issued.key).count() == 1
 
 
 def test_the_database_refuses_a_second_successor_of_one_key(make_key):
     issued = make_key()
-    apikey_rotate(key_id=issued.key.pk, actor=SYSTEM)
+    apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(SYSTEM))
     intruder = ApiKey(
         public_id=public_id_new(),
         secret_hash="0" * 64,
@@ -263,14 +264,14 @@ def test_a_scheduled_successors_secret_is_stored_encrypted_and_revealed_once(mak
     assert successor.pending_secret
     assert "idpk_" not in row, "no raw key in the database row"
 
-    secret = apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner))
+    secret = apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
 
     assert secret.startswith(f"idpk_{successor.public_id}_")
     assert secret not in row
     assert verified_pk(secret) == successor.pk
     assert reload(successor).pending_secret == ""
     with pytest.raises(ValidationError):
-        apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner))
+        apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
     assert reload(successor).pending_secret == ""
     assert verified_pk(secret) == successor.pk, "revealing wipes the copy, not the key"
 
@@ -292,7 +293,7 @@ def test_the_end_sweep_wipes_an_unrevealed_secret_and_records_the_end_once(make_
     assert reload(successor).pending_secret == ""
     assert reload(successor).ended_at is None, "the successor lives on"
     with pytest.raises(ValidationError):
-        apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner))
+        apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
     [ended] = events("apikey.expired", issued.key)
     assert (ended.actor_type, ended.actor_id) == SCHEDULER
     assert ended.data == {"reason": "grace_period_ended"}
@@ -333,7 +334,7 @@ def test_an_unrevealed_secret_is_wiped_when_the_grace_period_ends_whatever_becam
 
     assert reload(successor).pending_secret == ""
     with pytest.raises(ValidationError):
-        apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner))
+        apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
 
 
 def test_the_end_task_records_an_expired_key(make_key):
@@ -464,7 +465,7 @@ def test_a_scheduled_rotation_enqueues_one_email_to_the_owner_without_the_key(
     assert message.to == [owner.email]
     assert successor.public_id in message.body
     assert issued.key.name in message.subject
-    secret = apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner))
+    secret = apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
     for sent in (message.subject, message.body):
         assert secret not in sent
         assert issued.secret not in sent
@@ -474,7 +475,7 @@ def test_a_scheduled_rotation_enqueues_one_email_to_the_owner_without_the_key(
 def test_a_manual_rotation_sends_no_email(make_key, django_capture_on_commit_callbacks):
     issued = make_key(rotate_every=DAY, now=T0)
     with django_capture_on_commit_callbacks() as callbacks:
-        apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(issued.key.user))
+        apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(issued.key.user)))
 
     assert enqueued_by_apikeys(callbacks) == [], "the owner rotated it and was handed the key"
     assert mail.outbox == []
@@ -496,7 +497,7 @@ def test_create_rotate_reveal_revoke_and_expiry_each_record_one_event(make_key, 
     assert (created.actor_type, created.actor_id) == user
     assert created.data["scope"] == "profile idp.manage"
 
-    manual = apikey_rotate(key_id=issued.key.pk, actor=audit.Actor.user(owner), now=T0 + HOUR)
+    manual = apikey_rotate(key_id=issued.key.pk, caller=Caller.operator(audit.Actor.user(owner)), now=T0 + HOUR)
     rotated = one_event("apikey.rotated", issued.key)
     assert (rotated.actor_type, rotated.actor_id) == user
     assert rotated.data["successor"] == manual.key.public_id
@@ -509,7 +510,7 @@ def test_create_rotate_reveal_revoke_and_expiry_each_record_one_event(make_key, 
     assert scheduled.data["successor"] == scheduled_successor.public_id
     assert scheduled.data["scheduled"] is True
 
-    apikey_reveal(key_id=scheduled_successor.pk, actor=audit.Actor.user(owner))
+    apikey_reveal(key_id=scheduled_successor.pk, caller=Caller.operator(audit.Actor.user(owner)))
     revealed = one_event("apikey.revealed", scheduled_successor)
     assert (revealed.actor_type, revealed.actor_id) == user
 

@@ -16,6 +16,7 @@ from django.db import connection
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from accounts.selectors import Caller
 from apikeys.models import ApiKey
 from apikeys.selectors import apikey_claims, apikey_verify
 from apikeys.services import apikey_reveal, apikey_revoke, apikey_rotate, apikeys_rotate_due
@@ -46,8 +47,8 @@ def leaked(key: str, text: str) -> list[str]:
 
 
 def test_after_create_and_rotate_no_column_holds_any_part_of_a_key(admin_key):
-    successor = apikey_rotate(key_id=admin_key.key.pk, actor=SYSTEM)
-    third = apikey_rotate(key_id=successor.key.pk, actor=SYSTEM)
+    successor = apikey_rotate(key_id=admin_key.key.pk, caller=Caller.operator(SYSTEM))
+    third = apikey_rotate(key_id=successor.key.pk, caller=Caller.operator(SYSTEM))
 
     stored = every_stored_value()
     assert admin_key.key.public_id in stored, "the dump really holds the keys' rows"
@@ -65,7 +66,7 @@ def test_a_scheduled_rotations_waiting_key_is_stored_encrypted(issue_key):
     assert successor.pending_secret, "the scheduler keeps the new key for the owner to reveal"
 
     stored_while_pending = every_stored_value()
-    revealed = apikey_reveal(key_id=successor.pk, actor=SYSTEM)
+    revealed = apikey_reveal(key_id=successor.pk, caller=Caller.operator(SYSTEM))
 
     assert apikey_verify(presented=revealed) is not None
     assert leaked(revealed, stored_while_pending) == [], "the waiting key is ciphertext, not the key"
@@ -132,7 +133,7 @@ def test_a_revoked_or_rotated_key_leaves_no_usable_secret_behind(admin_key, reas
     if reason == "revoked":
         apikey_revoke(key_id=admin_key.key.pk, actor=SYSTEM, reason="leaked")
     else:
-        apikey_rotate(key_id=admin_key.key.pk, actor=SYSTEM)
+        apikey_rotate(key_id=admin_key.key.pk, caller=Caller.operator(SYSTEM))
     row = ApiKey.objects.get(pk=admin_key.key.pk)
     assert row.pending_secret == ""
     assert leaked(admin_key.secret, every_stored_value()) == []

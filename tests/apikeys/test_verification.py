@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import RoleAssignment
+from accounts.selectors import Caller
 from accounts.services import role_create, role_grant, role_revoke, user_deactivate
 from apikeys.keyformat import key_new
 from apikeys.models import ApiKey
@@ -228,7 +229,7 @@ def test_a_rotated_key_works_through_its_grace_period_only(client, issue_key, vi
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         old = issue_key(grace_period=timedelta(hours=2))
-        new = apikey_rotate(key_id=old.key.pk, actor=SYSTEM)
+        new = apikey_rotate(key_id=old.key.pk, caller=Caller.operator(SYSTEM))
     with time_machine.travel(start + after, tick=False):
         old_reply = get_users(client, old.secret, via)
         new_reply = get_users(client, new.secret, via)

@@ -29,6 +29,7 @@ from django.db import connection
 from django.utils import timezone
 
 import audit
+from accounts.selectors import Caller
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create, apikeys_rotate_due
 from apikeys.tasks import rotate_due_apikeys
@@ -176,7 +177,7 @@ def test_a_worker_killed_mid_rotation_neither_loses_nor_doubles_it(worker):
         scopes=["profile"],
         rotate_every=timedelta(hours=1),
         now=datetime.now(UTC) - timedelta(hours=2),
-        actor=audit.Actor.user(owner),
+        caller=Caller.operator(audit.Actor.user(owner)),
     ).key
     already_queued = set(queued_notifications())
     try:

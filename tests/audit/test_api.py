@@ -29,6 +29,7 @@ from django.db import connection
 
 import audit
 from accounts.models import Permission, Role
+from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant, role_update
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create, apikey_reveal, apikey_rotate, apikeys_rotate_due
@@ -540,7 +541,7 @@ def test_no_event_holds_a_secret_of_the_flows_that_recorded_it(client, reader, o
     hidden.append(password)
     issued = apikey_create(
         name="exporter",
-        actor=audit.Actor.user(owner),
+        caller=Caller.operator(audit.Actor.user(owner)),
         user=owner,
         scopes=["idp.manage"],
         rotate_every=timedelta(days=1),
@@ -549,8 +550,8 @@ def test_no_event_holds_a_secret_of_the_flows_that_recorded_it(client, reader, o
     later = issued.key.created_at + timedelta(days=2)
     assert apikeys_rotate_due(now=later) >= 1  # the scheduler's successor waits, encrypted, to be revealed
     successor = ApiKey.objects.get(rotated_from=issued.key)
-    hidden.append(apikey_reveal(key_id=successor.pk, actor=audit.Actor.user(owner), now=later))
-    hidden.append(apikey_rotate(key_id=successor.pk, actor=audit.Actor.user(owner), now=later).secret)
+    hidden.append(apikey_reveal(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)), now=later))
+    hidden.append(apikey_rotate(key_id=successor.pk, caller=Caller.operator(audit.Actor.user(owner)), now=later).secret)
     hidden.append(reader["X-API-Key"])
     client.post(
         "/accounts/login/",

@@ -207,7 +207,7 @@ def test_oidcc_claims_essential(op, subject):
     """The claims parameter: an essential claim outside the requested scopes is returned (the
     client is registered for its scope), in userinfo and in the ID token as asked."""
     claims_request = {"userinfo": {"name": {"essential": True}}, "id_token": {"email": {"essential": True}}}
-    tokens, id_claims = tokens_for(op, subject, scope="openid", claims=json.dumps(claims_request))
+    tokens, id_claims = tokens_for(op, subject, scope="openid offline_access", claims=json.dumps(claims_request))
     assert userinfo(op, tokens["access_token"])["name"] == "Ada Lovelace"
     assert id_claims["email"] == "conformance@example.com"
     assert "name" not in id_claims, "asked for userinfo only"
@@ -327,7 +327,7 @@ def test_id_token_hint_for_another_user_is_login_required(op, subject):
 
 
 def _code_reuse(op, subject, *, later: bool) -> None:
-    result = sign_in(op, subject)
+    result = sign_in(op, subject, scope="openid offline_access")
     tokens = op.exchange(result)
     if later:  # stands in for the suite's 30-second wait; the code is still unexpired
         Grant.objects.update(redeemed_at=timezone.now() - timedelta(seconds=30))

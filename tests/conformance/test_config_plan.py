@@ -79,7 +79,7 @@ def test_discovery_advertises_exactly_what_is_supported(op, live_server):
         "client_secret_post",
         "none",
     }
-    assert document["response_modes_supported"] == ["query"]
+    assert document["response_modes_supported"] == ["query", "form_post"]
     assert document["prompt_values_supported"] == ["none", "login", "consent"]
     assert document["claims_parameter_supported"] is True
     assert document["request_parameter_supported"] is False

@@ -10,6 +10,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 import audit
+from accounts.selectors import Caller
 from idp import services
 from idp.models import AccessToken
 from tests.factories import make_client
@@ -23,7 +24,7 @@ def machine(db):
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only calls introspection, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
 
 
 def endpoint(live_server, path: str) -> str:
@@ -189,7 +190,7 @@ def test_a_secret_rotated_without_grace_stops_at_once_though_the_client_was_cach
     assert client_credentials_token(live_server, machine)["access_token"]  # its client is cached now
 
     rotated = services.client_secret_rotate(
-        application_id=machine.application.pk, grace_seconds=0, actor=audit.Actor.system("tests")
+        application_id=machine.application.pk, grace_seconds=0, caller=Caller.operator(audit.Actor.system("tests"))
     )
 
     old = post_as(live_server, machine, "/oauth/token/", {"grant_type": "client_credentials"})

@@ -78,7 +78,7 @@ def api(live_server, jwt_rp) -> ResourceServer:
 @pytest.fixture
 def gateway(db):
     """A confidential client that introspects."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
 
 
 @pytest.fixture

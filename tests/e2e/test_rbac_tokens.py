@@ -41,7 +41,7 @@ def roles_rp(live_server, signing_key, app):
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only introspects, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
 
 
 @pytest.fixture

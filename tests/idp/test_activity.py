@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import audit
+from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create, apikey_revoke, apikey_use
 from audit.models import AuditEvent
@@ -161,7 +162,7 @@ def as_staff(staff) -> Client:
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], is_resource_server=True)
 
 
 @pytest.fixture
@@ -174,7 +175,7 @@ def key_owner(db):
 
 def issue_key(owner, **options):
     admins = admin_role_ensure(actor=SYSTEM)
-    arguments = {"name": "deploy script", "actor": SYSTEM, "user": owner, "scopes": ["idp.manage"]}
+    arguments = {"name": "deploy script", "caller": Caller.operator(SYSTEM), "user": owner, "scopes": ["idp.manage"]}
     arguments["role_ids"] = [admins.pk]
     return apikey_create(**(arguments | options))
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
 
 import audit
+from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
 from audit.models import AuditEvent
@@ -87,7 +88,7 @@ def keys_due(transactional_db, policy):
     role_grant(role=admins, user=owner, actor=SYSTEM)
     return apikey_create(
         name="nightly export",
-        actor=SYSTEM,
+        caller=Caller.operator(SYSTEM),
         user=owner,
         scopes=["idp.manage"],
         role_ids=[admins.pk],

@@ -46,7 +46,7 @@ def introspect(client, issued, token: str) -> dict:
 
 
 def test_revoking_access_tokens_in_the_admin_is_audited_with_the_operator_as_actor(client, operator):
-    issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], is_resource_server=True)
     token = client_credentials_token(client, issued)
     assert introspect(client, issued, token)["active"] is True
     access = AccessToken.objects.get(application=issued.application)

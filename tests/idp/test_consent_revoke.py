@@ -71,7 +71,7 @@ def allowed(rp, alice):
 
 @pytest.fixture
 def other_rp(live_server, signing_key):
-    issued = make_client(redirect_uris=[REDIRECT_URI])
+    issued = make_client(redirect_uris=[REDIRECT_URI], is_resource_server=True)
     return RelyingParty(
         base_url=live_server.url,
         client_id=issued.application.client_id,
@@ -81,7 +81,7 @@ def other_rp(live_server, signing_key):
 
 
 def test_the_home_page_lists_the_applications_allowed_with_a_revoke_button(browser, alice, issued_client, db):
-    other = make_client(name="Not alices").application
+    other = make_client(name="Not alices", is_resource_server=True).application
     services.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=True)
     services.consent_grant(user_id=make_user().pk, application=other, scopes=["openid"], remember=True)
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from oauthlib.common import Request
 
 import audit
+from accounts.selectors import Caller
 from accounts.services import user_deactivate
 from idp import services
 from idp.models import AccessToken, Grant
@@ -101,8 +102,10 @@ def test_redeeming_a_code_does_not_lock_its_user_against_other_tokens():
     "change",
     [
         lambda application: services.client_disable(application_id=application.pk, actor=SYSTEM),
-        lambda application: services.client_secret_rotate(application_id=application.pk, grace_seconds=0, actor=SYSTEM),
-        lambda application: services.client_secret_reset(application_id=application.pk, actor=SYSTEM),
+        lambda application: services.client_secret_rotate(
+            application_id=application.pk, grace_seconds=0, caller=Caller.operator(SYSTEM)
+        ),
+        lambda application: services.client_secret_reset(application_id=application.pk, caller=Caller.operator(SYSTEM)),
     ],
     ids=["disable", "rotate-secret", "reset-secret"],
 )

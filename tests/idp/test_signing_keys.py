@@ -288,7 +288,7 @@ def test_tokens_signed_before_a_rotation_verify_until_they_expire(live_server, o
         access_token_format="jwt",
     )
     rp = RelyingParty(live_server.url, app.application.client_id, app.client_secret, REDIRECT_URI)
-    gateway = make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    gateway = make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
     result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid profile")
     tokens = rp.exchange(result)
     old_kid = signing_key_active().kid

@@ -21,6 +21,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 import audit
+from accounts.selectors import Caller
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create, apikey_rotate
 from apikeys.tasks import rotate_due_apikeys
@@ -84,9 +85,11 @@ def test_real_flows_move_their_metrics_by_exactly_what_they_did(
     live_server, signing_key, metrics_access, limits, settings
 ):
     machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
-    resource_server = make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    resource_server = make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
     owner = make_user()
-    key = apikey_create(name="export", user=owner, scopes=["profile"], actor=audit.Actor.user(owner)).key
+    key = apikey_create(
+        name="export", user=owner, scopes=["profile"], caller=Caller.operator(audit.Actor.user(owner))
+    ).key
     settings.AXES_FAILURE_LIMIT = 2
     limits["revoke.ip"] = "1/minute"
     url = live_server.url
@@ -109,7 +112,7 @@ def test_real_flows_move_their_metrics_by_exactly_what_they_did(
     assert requests.post(f"{url}/oauth/revoke/", data={"token": "x"}, auth=server_auth, timeout=10).status_code == 429
     assert requests.get(f"{url}/no-such-page/12345", timeout=10).status_code == 404
     signing_key_rotate_now(algorithm="RS256", now=timezone.now() + timedelta(days=2), actor=audit.Actor.system("t"))
-    apikey_rotate(key_id=key.pk, actor=audit.Actor.user(owner))
+    apikey_rotate(key_id=key.pk, caller=Caller.operator(audit.Actor.user(owner)))
 
     after = scrape(url, TOKEN)
     assert delta(before, after, "idp_tokens_issued_total", grant="client_credentials") == 1
@@ -174,7 +177,7 @@ def test_task_outcomes_lag_and_rotations_in_a_worker_show_in_the_web_scrape(live
         scopes=["profile"],
         rotate_every=timedelta(hours=1),
         now=datetime.now(UTC) - timedelta(hours=2),
-        actor=audit.Actor.user(owner),
+        caller=Caller.operator(audit.Actor.user(owner)),
     )
     before = scrape(live_server.url, TOKEN)
 
@@ -250,7 +253,7 @@ def test_unreachable_redis_is_reported_not_failed(client, db, metrics_access, se
 
 
 def test_gunicorn_workers_are_summed_and_a_restart_starts_from_zero(transactional_db, tmp_path):
-    resource_server = make_client(grant="client_credentials", redirect_uris=[], scopes=[])
+    resource_server = make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
     directory = tmp_path / "prometheus"
     directory.mkdir()
     # What a previous run left: a file another server's worker wrote.

@@ -16,6 +16,7 @@ from django.utils import timezone
 from jwcrypto import jwk, jwt
 
 import audit
+from accounts.selectors import Caller
 from apikeys.models import ApiKey
 from apikeys.selectors import apikey_verify
 from apikeys.services import apikey_create, apikey_reveal, apikeys_rotate_due
@@ -43,7 +44,9 @@ def old_keys(settings):
 @pytest.fixture
 def stored(signing_key, alice):
     now = timezone.now()
-    key = apikey_create(name="deploy", actor=SYSTEM, user=alice, rotate_every=timedelta(hours=1), now=now).key
+    key = apikey_create(
+        name="deploy", caller=Caller.operator(SYSTEM), user=alice, rotate_every=timedelta(hours=1), now=now
+    ).key
     later = now + timedelta(hours=1, seconds=1)
     assert apikeys_rotate_due(now=later) == 1
     successor = ApiKey.objects.get(rotated_from=key)
@@ -72,7 +75,7 @@ def assert_signs_and_reveals(stored: Stored) -> None:
     published = jwk.JWKSet.from_json(json.dumps({"keys": signing_keys_published()}))
     assert json.loads(jwt.JWT(jwt=token.serialize(), key=published).claims) == {"sub": "alice"}
 
-    secret = apikey_reveal(key_id=stored.successor.pk, actor=SYSTEM, now=stored.now)
+    secret = apikey_reveal(key_id=stored.successor.pk, caller=Caller.operator(SYSTEM), now=stored.now)
     verified = apikey_verify(presented=secret, now=stored.now)
     assert verified is not None and verified.key.pk == stored.successor.pk
 
@@ -101,7 +104,7 @@ def test_without_rotation_the_new_key_alone_cannot_decrypt(settings, stored):
     with pytest.raises(InvalidToken):
         signing_key_active()
     with pytest.raises(InvalidToken):
-        apikey_reveal(key_id=stored.successor.pk, actor=SYSTEM, now=stored.now)
+        apikey_reveal(key_id=stored.successor.pk, caller=Caller.operator(SYSTEM), now=stored.now)
 
 
 def test_a_second_run_changes_nothing_and_records_nothing(settings, old_keys, stored):
@@ -127,7 +130,9 @@ def test_a_ciphertext_under_none_of_the_keys_stops_the_rotation_and_changes_noth
     # be re-encrypted, but the rotation is all or nothing.
     settings.KEY_ENCRYPTION_KEYS = [OTHER_KEY]
     now = timezone.now()
-    key = apikey_create(name="deploy", actor=SYSTEM, user=alice, rotate_every=timedelta(hours=1), now=now).key
+    key = apikey_create(
+        name="deploy", caller=Caller.operator(SYSTEM), user=alice, rotate_every=timedelta(hours=1), now=now
+    ).key
     assert apikeys_rotate_due(now=now + timedelta(hours=2)) == 1
     successor = ApiKey.objects.get(rotated_from=key)
     stored = Stored(signing_key=signing_key, successor=successor, now=now)

@@ -9,6 +9,7 @@ from oauth2_provider.models import get_application_model
 
 import audit
 from accounts.models import User
+from accounts.selectors import Caller
 from apikeys.services import apikey_create, apikey_role_choices
 
 
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         try:
             issued = apikey_create(
                 name=options["name"],
-                actor=audit.Actor.system("create_api_key"),
+                caller=Caller.operator(audit.Actor.system("create_api_key")),
                 user=user,
                 application=application,
                 scopes=options["scope"],

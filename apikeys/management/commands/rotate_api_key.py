@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import audit
+from accounts.selectors import Caller
 from apikeys.models import ApiKey
 from apikeys.services import apikey_rotate
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         if key is None:
             raise CommandError(f"no API key {options['id']!r}")
         try:
-            issued = apikey_rotate(key_id=key.pk, actor=audit.Actor.system("rotate_api_key"))
+            issued = apikey_rotate(key_id=key.pk, caller=Caller.operator(audit.Actor.system("rotate_api_key")))
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         if options["json"]:

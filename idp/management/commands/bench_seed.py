@@ -33,6 +33,7 @@ from oauthlib.common import generate_token
 
 import audit
 from accounts.models import User
+from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant, user_create
 from apikeys.keyformat import key_digest, key_new, public_id_new
 from apikeys.models import ApiKey
@@ -112,7 +113,7 @@ class Command(BaseCommand):
             client_type=Application.CLIENT_CONFIDENTIAL,
             grant="client_credentials",
             scopes=["profile"],
-            actor=ACTOR,
+            caller=Caller.operator(ACTOR),
         )
         web = services.client_create(
             name="bench web",
@@ -121,13 +122,14 @@ class Command(BaseCommand):
             redirect_uris=[REDIRECT_URI],
             scopes=CODE_SCOPE.split(),
             skip_consent=True,
-            actor=ACTOR,
+            caller=Caller.operator(ACTOR),
         )
         resource_server = services.client_create(
             name="bench resource server",
             client_type=Application.CLIENT_CONFIDENTIAL,
             grant="client_credentials",
-            actor=ACTOR,
+            is_resource_server=True,
+            caller=Caller.operator(ACTOR),
         )
         username = f"bench-{secrets.token_hex(4)}"
         user = user_create(

@@ -6,6 +6,7 @@ from django.db import transaction
 
 import audit
 from accounts.models import User
+from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant, user_create
 from idp import services
 
@@ -40,7 +41,7 @@ class Command(BaseCommand):
             redirect_uris=[DEMO_REDIRECT_URI],
             post_logout_redirect_uris=["http://127.0.0.1:8080/"],
             scopes=["openid", "profile", "email", "roles", "offline_access", "idp.manage"],
-            actor=actor,
+            caller=Caller.operator(actor),
         )
         base = options["base_url"].rstrip("/")
         client_id = issued.application.client_id

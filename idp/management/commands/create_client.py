@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import audit
+from accounts.selectors import Caller
 from idp import services
 
 
@@ -32,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--access-token-audience", default="", help="aud of its JWT access tokens (default: issuer)"
         )
+        parser.add_argument(
+            "--introspect",
+            action="store_true",
+            help="a resource server: may introspect tokens and API keys (RFC 7662), learning whose they are",
+        )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -48,7 +54,8 @@ class Command(BaseCommand):
                 id_token_signed_response_alg=options["id_token_alg"],
                 access_token_format=options["access_token_format"],
                 access_token_audience=options["access_token_audience"],
-                actor=audit.Actor.system("create_client"),
+                is_resource_server=options["introspect"],
+                caller=Caller.operator(audit.Actor.system("create_client")),
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None

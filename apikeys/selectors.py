@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 import audit
 from accounts.models import APIKEYS_MANAGE
 from accounts.selectors import Access, Caller, caller_for_person, subject_access
-from apikeys.keyformat import key_digest, key_parse, looks_like_key
+from apikeys.keyformat import key_digest, key_parse
 from apikeys.models import ApiKey
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,6 @@ def apikey_access(*, key: ApiKey, application_pk: int | None, role_ids: list[int
     if key.user_id is not None:
         return subject_access(user_id=key.user_id, application_pk=application_pk, among=role_ids)
     return subject_access(client_pk=key.application_id, application_pk=application_pk, among=role_ids)
-
-
-def presented_as_api_key(credential: str) -> bool:
-    """Whether a presented credential is meant as an API key (it has the key prefix): then it is
-    checked as one, and only as one."""
-    return looks_like_key(credential)
 
 
 def apikey_verify(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:

@@ -423,7 +423,7 @@ def apikey_notify_rotated(*, key_id: int) -> bool:
 def ciphertext_reencrypt(ciphertext: str) -> str | None:
     """A Fernet ciphertext under the first of KEY_ENCRYPTION_KEYS (MultiFernet.rotate), or None
     when it already is. Raises InvalidToken when it is under none of them. Shared by every
-    re-encryption (idp.encryption): API keys' pending secrets here, signing keys there."""
+    re-encryption (idp.keys.encryption): API keys' pending secrets here, signing keys there."""
     token = ciphertext.encode()
     try:
         Fernet(settings.KEY_ENCRYPTION_KEYS[0].encode()).decrypt(token)

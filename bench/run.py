@@ -300,7 +300,7 @@ class Bench:
         self.command = template
         argv = shlex.split(template.replace("${IDP_PORT}", str(self.port)).replace("$IDP_PORT", str(self.port)))
         self.server_log = (WORK / "server.log").open("wb")
-        # The log (idp.logs: a JSON line per request, tracebacks under their request id) goes to
+        # The log (idp.ops.logs: a JSON line per request, tracebacks under their request id) goes to
         # stdout, gunicorn's own to stderr: both into server.log, written and paid for as in
         # production. A run writes some tens of MB there; the next run replaces them.
         self.server = subprocess.Popen(  # noqa: S603 - the project's own Procfile command

@@ -3,7 +3,7 @@ Every launch of the web server passes it (`--config deploy/gunicorn.conf.py`: Pr
 docker-compose.yml); the flags stay on the command lines, where they are read.
 
 Each worker process counts its requests in its own files in PROMETHEUS_MULTIPROC_DIR, and the
-scrape of /metrics, answered by whichever worker, sums every file there (idp.metrics). The
+scrape of /metrics, answered by whichever worker, sums every file there (idp.ops.metrics). The
 directory therefore belongs to one server: an operator may name it; otherwise each server makes
 its own and removes it on exit.
 """

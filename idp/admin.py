@@ -21,9 +21,9 @@ import audit
 from accounts.models import Role, RoleAssignment
 from accounts.selectors import Caller, caller_for_person
 from accounts.services import role_grant, role_revoke
-from idp import services
-from idp.cors import origin_validate
+from idp.http.cors import origin_validate
 from idp.models import Application, Consent, SigningKey
+from idp.oauth import clients, consent, tokens
 
 
 def admin_caller(request: HttpRequest) -> Caller:
@@ -182,7 +182,7 @@ class ClientAdmin(ApplicationAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        issued = services.client_register(application=obj, caller=admin_caller(request))
+        issued = clients.client_register(application=obj, caller=admin_caller(request))
         request._issued_secret = issued.client_secret  # type: ignore[attr-defined]
 
     def response_add(self, request: HttpRequest, obj: Application, post_url_continue: Any = None) -> HttpResponse:
@@ -198,7 +198,7 @@ class ClientAdmin(ApplicationAdmin):
             return None
         application = queryset.get()
         try:
-            secret = services.client_secret_reset(application_id=application.pk, caller=admin_caller(request))
+            secret = clients.client_secret_reset(application_id=application.pk, caller=admin_caller(request))
         except (ValueError, PermissionDenied) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
@@ -244,7 +244,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
 @admin.register(Consent)
 class ConsentAdmin(admin.ModelAdmin):
-    """Remembered consents. Withdrawn only with the action, through services.consent_revoke (the
+    """Remembered consents. Withdrawn only with the action, through consent.consent_revoke (the
     client's tokens go too, and consent.revoked is recorded); a plain delete would do neither."""
 
     list_display = ("user", "application", "scope", "updated_at")
@@ -255,8 +255,8 @@ class ConsentAdmin(admin.ModelAdmin):
     @admin.action(description="Withdraw the selected consents (and end those clients' access)", permissions=["change"])
     def withdraw(self, request: HttpRequest, queryset: QuerySet[Consent]) -> None:
         actor = audit.Actor.user(request.user)
-        for consent in queryset.select_related("user", "application"):
-            services.consent_revoke(user=consent.user, client_id=consent.application.client_id, actor=actor)
+        for remembered in queryset.select_related("user", "application"):
+            consent.consent_revoke(user=remembered.user, client_id=remembered.application.client_id, actor=actor)
         self.message_user(request, "The selected consents are withdrawn.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -267,12 +267,12 @@ class ConsentAdmin(admin.ModelAdmin):
 
 
 class AccessTokenAdmin(dot_admin.AccessTokenAdmin):
-    """DOT's token admin, with its revoke action going through services.tokens_revoke: audited
+    """DOT's token admin, with its revoke action going through tokens.tokens_revoke: audited
     (token.revoked with the operator as actor) like every other revocation path."""
 
     @admin.action(description="Revoke selected access tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        revoked = services.tokens_revoke(
+        revoked = tokens.tokens_revoke(
             actor=audit.Actor.user(request.user), reason="admin", access_token_ids=queryset.values_list("pk", flat=True)
         )
         self.message_user(request, f"Revoked {revoked} access token(s).", messages.SUCCESS)
@@ -281,7 +281,7 @@ class AccessTokenAdmin(dot_admin.AccessTokenAdmin):
 class RefreshTokenAdmin(dot_admin.RefreshTokenAdmin):
     @admin.action(description="Revoke selected refresh tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        revoked = services.tokens_revoke(
+        revoked = tokens.tokens_revoke(
             actor=audit.Actor.user(request.user),
             reason="admin",
             refresh_token_ids=queryset.values_list("pk", flat=True),

@@ -20,14 +20,17 @@ class IdpConfig(AppConfig):
             if refused:
                 raise ImproperlyConfigured(" ".join(f"[{error.id}] {error.msg}" for error in refused))
 
-        from idp import cors, metrics
+        from idp.http import cors
         from idp.models import AccessToken, Application
         from idp.oauth import access_tokens, clients
+        from idp.ops import metrics
 
-        check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.cors.client_origin")
+        check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.http.cors.client_origin")
         # A client's origins or its is_active flag changed: the next CORS request reads them anew.
-        post_save.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_save")
-        post_delete.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.cors.forget_on_delete")
+        post_save.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.http.cors.forget_on_save")
+        post_delete.connect(
+            cors.client_origins_forget, sender=Application, dispatch_uid="idp.http.cors.forget_on_delete"
+        )
         # Client authentication reads clients from the shared cache: any change makes every copy stale.
         for signal in (post_save, post_delete):
             signal.connect(clients.client_cache.forget, sender=Application, dispatch_uid="idp.clients.forget")

@@ -15,9 +15,9 @@ app.autodiscover_tasks()
 def _log_as_the_web_process_does(**kwargs: Any) -> None:
     """Celery would put its own text handler on the root logger. With a receiver here it leaves
     logging alone, and the worker and beat write the web process's JSON lines (settings.LOGGING,
-    idp.logs) at IDP_LOG_LEVEL; celery's --loglevel no longer applies."""
+    idp.ops.logs) at IDP_LOG_LEVEL; celery's --loglevel no longer applies."""
     from django.conf import settings
 
-    from idp.logs import configure
+    from idp.ops.logs import configure
 
     configure(settings.LOGGING)

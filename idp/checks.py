@@ -83,3 +83,33 @@ def secrets_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return [error for error in found if error is not None]
+
+
+@register(Tags.urls)
+def endpoints_declared_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Every protocol endpoint and management API view declares its policy (idp.http.policy): a new
+    one without @endpoint would get a page's defaults (HTML errors, no rate limit, cacheable)."""
+    from idp.http.policy import undeclared_views
+
+    return [
+        Error(
+            f"{route} declares no endpoint policy.",
+            hint="Decorate its view with idp.http.policy.endpoint(...): rate limit group, caching, CORS, error shape.",
+            id="idp.E007",
+        )
+        for route in undeclared_views()
+    ]
+
+
+@register(Tags.security, deploy=True)
+def security_middleware_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Django's security.W001 is silenced because it knows Django's SecurityMiddleware by path only:
+    this is its check for ours (HSTS, nosniff, referrer policy, COOP, the HTTPS redirect)."""
+    if "idp.http.middleware.SecurityMiddleware" in settings.MIDDLEWARE:
+        return []
+    return [
+        Error(
+            "idp.http.middleware.SecurityMiddleware is not in MIDDLEWARE: no HSTS, no HTTPS redirect.",
+            id="idp.E008",
+        )
+    ]

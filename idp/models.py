@@ -142,12 +142,6 @@ class Application(AbstractApplication):
         # registered http URI is a redirect to the user's own machine.
         return ["https", "http"]
 
-    @property
-    def jwk_key(self) -> Any:
-        from idp.oauth.keys import signing_key_active  # the key service queries this app's models
-
-        return signing_key_active(self.algorithm).jwk
-
     def clean(self) -> None:
         errors: dict[str, list[ValidationError]] = {}
         try:
@@ -244,7 +238,7 @@ class SigningKey(models.Model):
     stored Fernet-encrypted with a key from the environment (IDP_KEY_ENCRYPTION_KEYS); the public
     half is published in the JWKS for the key's whole life.
 
-    Each algorithm has its own chain, moved on by idp.oauth.keys: `next` (published, signs
+    Each algorithm has its own chain, moved on by idp.keys.signing: `next` (published, signs
     nothing yet) -> `active` (signs) -> `retired` (published until withdraw_at, when the last
     token it signed has expired) -> deleted."""
 

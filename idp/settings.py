@@ -133,23 +133,23 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost: counts and times every answer, those of the middleware below too (idp.metrics).
-    "idp.metrics.RequestMetricsMiddleware",
+    # Outermost: counts and times every answer, those of the middleware below too (idp.ops.metrics).
+    "idp.ops.metrics.RequestMetricsMiddleware",
     "audit.context.AuditContextMiddleware",  # first: every response, errors too, carries X-Request-ID
-    "idp.logs.RequestLogMiddleware",  # inside it: each request line carries the request id and source IP
-    "django.middleware.security.SecurityMiddleware",
+    "idp.ops.logs.RequestLogMiddleware",  # inside it: each request line carries the request id and source IP
+    "idp.http.middleware.SecurityMiddleware",  # Django's, the HTTPS redirect as each endpoint declares
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "idp.middleware.JsonErrorBodyMiddleware",
-    "idp.middleware.ParameterGuardMiddleware",
+    "idp.http.middleware.JsonErrorBodyMiddleware",
+    "idp.http.middleware.ParameterGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
-    "idp.headers.NoStoreMiddleware",
-    "idp.headers.CSPMiddleware",
+    "idp.http.cors.CorsMiddleware",  # django-cors-headers on the endpoints that declare cors
+    "idp.http.headers.NoStoreMiddleware",
+    "idp.http.headers.CSPMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Before any view (and CSRF's process_view): an over-limit request costs one Redis call.
-    "idp.middleware.RateLimitMiddleware",
+    "idp.http.middleware.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns a lockout into our page
@@ -247,7 +247,7 @@ if PRODUCTION:
 AUTH_USER_MODEL = "accounts.User"
 # The lockout check first: a locked-out username or address is refused before a password hash runs.
 AUTHENTICATION_BACKENDS = [
-    "idp.lockout.LockoutBackend",
+    "idp.http.lockout.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
@@ -257,7 +257,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     # Client secrets only (named by CLIENT_SECRET_HASHER); listed so check_password recognises it.
-    "idp.hashers.ClientSecretHasher",
+    "idp.keys.hashers.ClientSecretHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -266,7 +266,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-# --- Signing keys (idp.oauth.keys) ------------------------------------------------------------
+# --- Signing keys (idp.keys.signing) ------------------------------------------------------------
 # Each algorithm has its own key chain: next (published, signs nothing) -> active -> retired
 # (published until the last token it signed has expired) -> deleted. RS256 is every OpenID
 # provider's baseline (OIDC Core §15.1) and signs JWT access tokens and audit checkpoints.
@@ -381,22 +381,22 @@ REST_FRAMEWORK = {
     # query string, where they end up in logs, nor in a form body.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apikeys.authentication.ApiKeyAuthentication",
-        "idp.oauth.authentication.BearerAuthentication",
+        "idp.api.authentication.BearerAuthentication",
     ],
     # Each view names the permission it needs (accounts.permissions.HasPermission); a view that
     # forgets still requires a caller.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["idp.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["idp.api.parsers.JSONParser"],
     # Lists: django-filter's filters and an ordering allowlist per view, limit/offset pages.
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend", "idp.filters.OrderingFilter"],
-    "DEFAULT_PAGINATION_CLASS": "idp.pagination.LimitOffsetPagination",
-    "DEFAULT_SCHEMA_CLASS": "idp.schema.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend", "idp.api.filters.OrderingFilter"],
+    "DEFAULT_PAGINATION_CLASS": "idp.api.pagination.LimitOffsetPagination",
+    "DEFAULT_SCHEMA_CLASS": "idp.api.schema.AutoSchema",
     # OPTIONS would describe a view's fields to anyone allowed to call it; the schema does that.
     "DEFAULT_METADATA_CLASS": None,
-    "EXCEPTION_HANDLER": "idp.errors.api_exception_handler",
-    # api.user of IDP_RATE_LIMITS; the per-address and per-key limits run before DRF (idp.middleware).
-    "DEFAULT_THROTTLE_CLASSES": ["idp.ratelimit.ApiUserThrottle"],
+    "EXCEPTION_HANDLER": "idp.http.errors.api_exception_handler",
+    # api.user of IDP_RATE_LIMITS; the per-address and per-key limits run before DRF (idp.http.middleware).
+    "DEFAULT_THROTTLE_CLASSES": ["idp.http.ratelimit.ApiUserThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -414,7 +414,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_NO_READ_ONLY_REQUIRED": False,
     "PATH_CONVERTER_OVERRIDES": {"object_id": int, "client_id": str},
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "idp.schema.reject_unknown_fields"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "idp.api.schema.reject_unknown_fields"],
     # Swagger UI and its favicon from drf-spectacular-sidecar through our static files; the
     # defaults would load them from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -424,7 +424,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Input limits ------------------------------------------------------------------------------
 # Any single query or form value longer than this, or holding a NUL byte, is answered 400 before a
-# view sees it (idp.middleware.ParameterGuardMiddleware).
+# view sees it (idp.http.middleware.ParameterGuardMiddleware).
 # Failed sign-ins for one account, or from one IP, reaching this many within the window raise an
 # alert.bruteforce audit event and a WARNING log line (audit.receivers).
 AUDIT_BRUTEFORCE_THRESHOLD = env_int("IDP_BRUTEFORCE_ALERT_THRESHOLD", default=10, minimum=2)
@@ -441,13 +441,13 @@ for _cidr in IDP_TRUSTED_PROXIES:
         raise ImproperlyConfigured(f"IDP_TRUSTED_PROXIES must hold CIDRs, not {_cidr!r}.") from None
 
 # Requests allowed per moving (sliding) window, as "<group>.<key kind>": <limits' notation>. A
-# burst up to the limit passes; past it, 429 with Retry-After (idp.ratelimit). Groups: token,
+# burst up to the limit passes; past it, 429 with Retry-After (idp.http.ratelimit). Groups: token,
 # introspect, revoke, authorize, signin (POST), api (/api/v1/). Kinds: ip (every request, by
 # source address), user (the signed-in session user; the API's token subject), client (requests
 # that authenticated as that confidential client), client_failures (failed client authentications
 # naming a client_id, per client_id and address), key (requests that an API key verified),
 # key_failures (failed ones naming a key's public id, per public id and address). Nothing a
-# request merely names is charged for it: see idp.ratelimit.
+# request merely names is charged for it: see idp.http.ratelimit.
 # IDP_RATE_LIMITS overrides single entries: "token.ip=300/minute;api.key=1000/hour".
 IDP_RATE_LIMITS = {
     "token.ip": "300/minute",
@@ -494,14 +494,17 @@ AXES_RESET_ON_SUCCESS = True
 # Attempts during a lockout neither count nor extend it, so a lockout starts (and is audited) once.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "audit.context.client_ip"
-AXES_LOCKOUT_CALLABLE = "idp.lockout.signin_locked_out"
+AXES_LOCKOUT_CALLABLE = "idp.http.lockout.signin_locked_out"
 AXES_HTTP_RESPONSE_CODE = 429
 # Axes' log lines mask the username (it may be a mistyped password) and the address.
 AXES_VERBOSE = False
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address"]
+# security.W001 looks for django.middleware.security.SecurityMiddleware by its path; ours is a
+# subclass (the HTTPS redirect as each endpoint declares), and idp.checks makes sure it is there.
+SILENCED_SYSTEM_CHECKS = ["security.W001"]
 if not REDIS_URL:
     # The embedded default's in-process cache is axes' "invalid" cache: one process only, as intended.
-    SILENCED_SYSTEM_CHECKS = ["axes.W001"]
+    SILENCED_SYSTEM_CHECKS.append("axes.W001")
 
 IDP_MAX_PARAMETER_LENGTH = env_int("IDP_MAX_PARAMETER_LENGTH", default=4096, minimum=256)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
@@ -515,8 +518,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
 SECURE_SSL_REDIRECT = PRODUCTION
 # Probes and the metrics scraper talk to gunicorn directly over the internal network, without the
-# TLS proxy: health checks (docker-compose.yml), readiness, and Prometheus.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# TLS proxy: their endpoints declare https_only=False (idp.http.policy, idp.ops.views).
 SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
@@ -533,15 +535,15 @@ SESSION_COOKIE_AGE = env_int("IDP_SESSION_SECONDS", default=8 * 3600, minimum=30
 SESSION_COOKIE_NAME = "__Host-idp_session" if PRODUCTION else "idp_session"
 CSRF_COOKIE_NAME = "__Host-idp_csrf" if PRODUCTION else "idp_csrf"
 CSRF_TRUSTED_ORIGINS = [ISSUER] if ISSUER else []
-CSRF_FAILURE_VIEW = "idp.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "idp.http.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 
-# CORS, for the endpoints a browser-based client calls across origins only: token, revocation,
-# userinfo, JWKS and discovery. Allowed: the origins named here plus each active client's
-# registered allowed_origins (idp.cors). Never credentials, never "*": these endpoints take the
-# client's own credentials in headers, and a cookie must never ride along.
+# CORS, for the endpoints a browser-based client calls across origins only: those that declare
+# cors=True (token, revocation, userinfo, JWKS, discovery; idp.http.policy). Allowed: the origins
+# named here plus each active client's registered allowed_origins (idp.http.cors). Never
+# credentials, never "*": these endpoints take the client's own credentials in headers, and a
+# cookie must never ride along.
 CORS_ALLOWED_ORIGINS = env_list("IDP_CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/(oauth/(token|revoke|userinfo)/|\.well-known/(openid-configuration|jwks\.json))$"
 CORS_ALLOW_ALL_ORIGINS = False
 CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
@@ -550,7 +552,7 @@ CORS_EXPOSE_HEADERS: list[str] = []
 CORS_PREFLIGHT_MAX_AGE = 600
 
 # Content-Security-Policy (django-csp): no inline script or style anywhere, no framing. Swagger UI
-# and Django admin get inline styles only (idp.headers.CSPMiddleware says why).
+# and Django admin get inline styles only (idp.http.headers.CSPMiddleware says why).
 # form-action is left out on purpose: Chromium applies it to the redirects that follow a form
 # POST, and the consent form's POST answers with a redirect to the client's redirect_uri, an
 # origin no static list can name.
@@ -567,7 +569,7 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# --- Metrics (GET /metrics, idp.metrics) ----------------------------------------------------------
+# --- Metrics (GET /metrics, idp.ops.metrics) ----------------------------------------------------------
 # Who may scrape: clients whose address (audit.context.client_ip, so behind IDP_TRUSTED_PROXIES the
 # forwarded one) is in these networks, or who present IDP_METRICS_TOKEN as a bearer token. Anyone
 # else gets the 404 of an unknown path. No network by default in production: behind a reverse
@@ -591,7 +593,7 @@ if IDP_METRICS_TOKEN and not (
     )
 
 # --- Benchmark ---------------------------------------------------------------------------------
-# Routes the benchmark's floor views (/bench/floor-hello, /bench/floor-db; idp.bench_views). Only
+# Routes the benchmark's floor views (/bench/floor-hello, /bench/floor-db; idp.ops.bench). Only
 # `make bench` turns it on, against its own throwaway database; off everywhere else.
 BENCH_FLOORS = env_bool("IDP_BENCH_FLOORS", default=False)
 
@@ -617,12 +619,12 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 # DOT the client ids and URIs it refuses, Django every SQL statement with its parameters (session
 # keys) and the template context of a failed lookup (the API key a dashboard page shows once).
 _NEVER_DEBUG = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
-# One JSON object per line on stdout, request lines and all other records alike (idp.logs).
-LOGGING_CONFIG = "idp.logs.configure"
+# One JSON object per line on stdout, request lines and all other records alike (idp.ops.logs).
+LOGGING_CONFIG = "idp.ops.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "idp.logs.json_formatter"}},
+    "formatters": {"json": {"()": "idp.ops.logs.json_formatter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
         "null": {"class": "logging.NullHandler"},

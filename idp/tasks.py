@@ -2,9 +2,9 @@ from celery import shared_task
 from django.utils import timezone
 
 import audit
-from idp.checkpoints import audit_checkpoint_create
-from idp.oauth.keys import signing_keys_rotate_due
-from idp.services import tokens_clear_expired
+from idp.keys.checkpoints import audit_checkpoint_create
+from idp.keys.signing import signing_keys_rotate_due
+from idp.oauth.tokens import tokens_clear_expired
 
 
 @shared_task(acks_late=True, soft_time_limit=300)

@@ -1,58 +1,27 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, register_converter
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from django.urls import include, path
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from idp import api, bench_views, dashboard, views
-from idp.oauth import views as oauth_views
-
-
-class ClientIdConverter:
-    """A client_id in a URL: the characters DOT's generator and RFC 3986's unreserved set use, so a
-    NUL byte or a 10 KB value never reaches the database."""
-
-    regex = "[A-Za-z0-9._~-]{1,100}"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value: str) -> str:
-        return value
-
-
-register_converter(ClientIdConverter, "client_id")
-
-# The management API. Versioned in the path; everything under /api/ answers errors as JSON.
-api_v1 = [
-    path("", include("accounts.urls")),
-    path("clients/", api.ClientListCreateApi.as_view(), name="api-clients"),
-    path(
-        "clients/<client_id:client_id>/rotate-secret/",
-        api.ClientSecretRotateApi.as_view(),
-        name="api-client-rotate-secret",
-    ),
-    path("clients/<client_id:client_id>/disable/", api.ClientDisableApi.as_view(), name="api-client-disable"),
-    path("audit/", api.AuditEventListApi.as_view(), name="api-audit"),
-    # The schema describes the API, not its data: public, like the discovery document.
-    path(
-        "schema/",
-        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
-        name="api-schema",
-    ),
-]
+import idp.converters  # noqa: F401 - client_id in the routes below
+from idp.http.policy import endpoint, endpoint_for_namespace
+from idp.oauth.views import logout as oauth_logout
+from idp.ops import bench as bench_views
+from idp.ops import views as ops_views
+from idp.pages import dashboard, views
 
 urlpatterns = [
     path("", include("idp.oauth.urls")),
     path("", views.home, name="home"),
     path("consents/<client_id:client_id>/revoke/", views.consent_revoke, name="consent-revoke"),
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
-    path("metrics", views.metrics, name="metrics"),
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     # LoginView already marks the password as a sensitive POST parameter.
     path("accounts/login/", views.SignInView.as_view(), name="login"),
-    path("accounts/logout/", oauth_views.SignOutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
+    path("accounts/logout/", oauth_logout.SignOutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),  # its templates carry style attributes: see endpoint_for_namespace below
     # Staff pages on the dashboard over idp's own data; before the include, so they win.
     path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),
     path("dashboard/activity/", dashboard.ActivityView.as_view(), name="activity"),
@@ -62,26 +31,32 @@ urlpatterns = [
         name="signing-key-rotate",
     ),
     path("dashboard/", include("apikeys.urls")),
-    path("api/v1/", include(api_v1)),
+    path("api/v1/", include("idp.api.urls")),
     # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN;
     # the split view serves its init script as a file, so the page needs no inline script (CSP).
+    # Swagger UI sets styles as it renders (CSP: inline styles, its page only).
     path(
         "api/docs/",
-        SpectacularSwaggerSplitView.as_view(
-            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        endpoint(inline_styles=True, cache="no-store", errors="json")(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+            )
         ),
         name="api-docs",
     ),
 ]
 
 if settings.BENCH_FLOORS:
-    # The benchmark's floors (idp.bench_views), routed only when `make bench` asks for them.
+    # The benchmark's floors (idp.ops.bench), routed only when `make bench` asks for them.
     urlpatterns += [
         path("bench/floor-hello", bench_views.floor_hello, name="bench-floor-hello"),
         path("bench/floor-db", bench_views.floor_db, name="bench-floor-db"),
     ]
 
-handler400 = "idp.errors.handler400"
-handler403 = "idp.errors.handler403"
-handler404 = "idp.errors.handler404"
-handler500 = "idp.errors.handler500"
+# Django admin is not ours to decorate: its pages, declared by namespace.
+endpoint_for_namespace("admin", inline_styles=True)
+
+handler400 = "idp.http.errors.handler400"
+handler403 = "idp.http.errors.handler403"
+handler404 = "idp.http.errors.handler404"
+handler500 = "idp.http.errors.handler500"

@@ -32,7 +32,7 @@ def _real_services_only(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def _fresh_published_keys():
     """Each test database starts without keys: no process-local copy of another test's JWKS."""
-    from idp.oauth.keys import signing_keys_published_forget
+    from idp.keys.signing import signing_keys_published_forget
 
     signing_keys_published_forget()
 
@@ -45,7 +45,7 @@ def _fresh_rate_limits_and_lockouts():
     settings."""
     from django.core.cache import cache
 
-    from idp.ratelimit import KEY_PREFIX
+    from idp.http.ratelimit import KEY_PREFIX
 
     client = cache._cache.get_client()
     patterns = (
@@ -64,8 +64,8 @@ def _fresh_rate_limits_and_lockouts():
 @pytest.fixture
 def signing_key(db):
     import audit
+    from idp.keys.signing import signing_keys_ensure
     from idp.models import SigningKey
-    from idp.oauth.keys import signing_keys_ensure
 
     signing_keys_ensure(actor=audit.Actor.system("tests"))
     return SigningKey.objects.get(status=SigningKey.Status.ACTIVE, algorithm=SigningKey.Algorithm.RS256)

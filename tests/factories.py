@@ -39,7 +39,7 @@ def make_user(**fields):
 def make_client(**overrides):
     """Register a client through the service; returns IssuedClient (with the raw secret)."""
     from accounts.selectors import Caller
-    from idp import services
+    from idp.oauth import clients
 
     options = {
         "name": f"Client {secrets.token_hex(4)}",
@@ -50,4 +50,4 @@ def make_client(**overrides):
         "caller": Caller.operator(audit.Actor.system("tests")),
     }
     options.update(overrides)
-    return services.client_create(**options)
+    return clients.client_create(**options)

@@ -42,7 +42,7 @@ def test_floor_views_are_not_routed_unless_the_benchmark_asks(client, db, path):
 
 
 def test_floor_db_is_one_indexed_query(seed, django_assert_num_queries):
-    from idp.bench_views import floor_db
+    from idp.ops.bench import floor_db
 
     request = RequestFactory().get("/bench/floor-db", {"client_id": seed["clients"]["machine"]["client_id"]})
     with django_assert_num_queries(1):

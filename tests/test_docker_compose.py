@@ -405,7 +405,7 @@ def test_service_has_a_healthcheck(name):
 
 
 def test_web_healthcheck_sends_a_host_django_accepts():
-    # /readyz is exempt from the https redirect (SECURE_REDIRECT_EXEMPT), not from ALLOWED_HOSTS.
+    # /readyz is exempt from the https redirect (it declares https_only=False), not from ALLOWED_HOSTS.
     probe = " ".join(service("web")["healthcheck"]["test"])
     assert "IDP_ALLOWED_HOSTS" in probe and "'Host': host" in probe
 

@@ -25,8 +25,8 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.tokens import random_token_generator
 
 from accounts.selectors import subject_access
+from idp.keys import signing as keys
 from idp.models import AccessToken, Application, RevokedJti
-from idp.oauth import keys
 
 JWT_ACCESS_TOKEN_TYP = "at+jwt"
 JWT_ACCESS_TOKEN_ALG = "RS256"  # RFC 9068 §2.1: every resource server supports it
@@ -72,15 +72,17 @@ def access_token_generate(request: Any) -> str:
     return token.serialize()
 
 
-def unverified_jti(token: str) -> str:
-    """The jti of a JWT access token this provider has just minted (read without verifying: the
-    caller holds the token it generated), for its AccessToken row. Empty for an opaque token."""
+def unverified_jti_exp(token: str) -> tuple[str, datetime] | None:
+    """The jti and exp of a JWT access token this provider has just minted (read without verifying:
+    the caller holds the token it generated), for its AccessToken row; None for an opaque token.
+    The row then expires exactly when the token does, so the deny-list entry its deletion makes
+    (access_token_deleted) lasts exactly as long as the token could be presented."""
     if not is_jwt(token):
-        return ""
+        return None
     signed = jws.JWS()
     signed.deserialize(token)
-    jti = json.loads(signed.objects["payload"]).get("jti")
-    return jti if isinstance(jti, str) else ""
+    payload = json.loads(signed.objects["payload"])
+    return str(payload["jti"]), timestamp_datetime(int(payload["exp"]))
 
 
 def jwt_access_token_claims(token: str, *, issuer: str, now: datetime) -> dict[str, Any] | None:

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import secrets
 
+from django.contrib.auth import logout
 from django.http import HttpRequest
+
+import audit
+from idp.oauth.tokens import user_tokens_revoke
 
 SESSION_ID_KEY = "idp_sid"
 
@@ -32,3 +36,18 @@ def browser_session_id_get(request: HttpRequest) -> str:
     through it)."""
     session_id = request.session.get(SESSION_ID_KEY)
     return session_id if isinstance(session_id, str) else ""
+
+
+def session_end(request: HttpRequest, *, reason: str) -> int:
+    """Sign this browser session out: revoke every token and code issued through it (at every
+    client, audited as token.revoked) and end the Django session. Tokens of the user's other
+    sessions and devices are untouched. Returns how many tokens were revoked."""
+    revoked = 0
+    user = request.user
+    session_id = browser_session_id_get(request)
+    if user.is_authenticated and session_id:
+        revoked = user_tokens_revoke(
+            user_id=user.pk, session_id=session_id, actor=audit.Actor.user(user), reason=reason, id_tokens=True
+        )
+    logout(request)
+    return revoked

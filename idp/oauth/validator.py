@@ -22,9 +22,11 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challeng
 
 import audit
 from accounts.selectors import subject_access, user_standard_claims
-from idp import logs, ratelimit, services
+from idp.http import ratelimit
+from idp.keys import signing as keys
 from idp.models import AccessToken, Grant, IDToken, RefreshToken
-from idp.oauth import access_tokens, clients, keys
+from idp.oauth import access_tokens, clients, tokens
+from idp.ops import logs
 
 # The ID token finalize_id_token signed in this request (thread or task), with its row, until
 # _save_bearer_token has linked it. Not an attribute: DOT keeps one validator for every request.
@@ -76,7 +78,7 @@ class IdpValidator(OAuth2Validator):
             super()._authenticate_request_body, request
         )
 
-    # --- The request line (idp.logs) names a client only once it authenticated, or for a public
+    # --- The request line (idp.ops.logs) names a client only once it authenticated, or for a public
     # client (RFC 6749 §2.1: it has no credentials) once it named a registered client; an unknown
     # client_id a caller typed never reaches the log.
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -197,7 +199,7 @@ class IdpValidator(OAuth2Validator):
         if grant is None:
             return False
         if grant.redeemed_at is not None:  # reuse, expired or not: revoke what the first use bought
-            services.code_reuse_revoke(grant=grant, actor=audit.Actor.client(client))
+            tokens.code_reuse_revoke(grant=grant, actor=audit.Actor.client(client))
             return False
         if grant.is_expired():
             return False
@@ -259,7 +261,7 @@ class IdpValidator(OAuth2Validator):
         # DOT looks for the hinted kind first, then the other; a random token's checksum is never
         # both, so looking for both at once finds the same token.
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        services.tokens_revoke(
+        tokens.tokens_revoke(
             actor=audit.Actor.client(application),
             reason="revocation_endpoint",
             access_token_ids=AccessToken.objects.filter(token_checksum=checksum, application=application).values_list(
@@ -287,9 +289,10 @@ class IdpValidator(OAuth2Validator):
     def _set_token_value(self, token_instance: Any, raw_token: str) -> None:
         super()._set_token_value(token_instance, raw_token)
         token_instance.session_id = _issuing_session.get()
-        if isinstance(token_instance, AccessToken):
-            # A JWT access token's row keeps its jti: deleting the row revokes it (idp.oauth.access_tokens).
-            token_instance.jti = access_tokens.unverified_jti(raw_token)
+        if isinstance(token_instance, AccessToken) and (minted := access_tokens.unverified_jti_exp(raw_token)):
+            # A JWT access token's row keeps its jti and expires with the token: deleting the row
+            # revokes it until then (idp.oauth.access_tokens).
+            token_instance.jti, token_instance.expires = minted
 
     def _save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
         # DOT calls this inside transaction.atomic, so the tokens and the audit row commit together.

@@ -123,7 +123,7 @@ def _fast_password_hashing(settings):
     """Argon2 is slow by design (a user and a sign-in cost about half a second); these tests are
     about the API, not password storage, which keeps its own tests. Client secrets keep their
     hasher: the rotation tests check what it stores."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def basic_auth(client_id: str, secret: str) -> str:
 def _fast_password_hashing(settings):
     """Argon2 costs about half a second per user; these tests are about keys, not passwords
     (which keep their own tests). Client secrets keep their real hasher."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
 
 
 @pytest.fixture

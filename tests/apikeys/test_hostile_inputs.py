@@ -148,7 +148,7 @@ def test_hostile_tokens_at_introspection_are_inactive_and_change_nothing(raw_cli
         text = value.decode("latin-1") if isinstance(value, bytes) else value
         if text == "" or "\x00" in unquote(text) or len(text) > settings.IDP_MAX_PARAMETER_LENGTH:
             # Refused before any view: empty (RFC 7662 §2.1 requires the token), NUL or oversized
-            # (idp.middleware.ParameterGuardMiddleware).
+            # (idp.http.middleware.ParameterGuardMiddleware).
             found += problems(label, reply, text)
             if reply.status_code != 400 or reply.json().get("error") != "invalid_request":
                 found.append(f"{label}: {reply.status_code} {reply.content[:100]!r}, not 400 invalid_request")

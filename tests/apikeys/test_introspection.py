@@ -17,7 +17,7 @@ from accounts.selectors import Caller
 from accounts.services import role_create, role_grant, user_deactivate
 from apikeys.keyformat import key_new, public_id_new
 from apikeys.services import apikey_revoke, apikey_rotate
-from idp.services import client_disable
+from idp.oauth.clients import client_disable
 from tests.apikeys.conftest import INTROSPECT, SYSTEM, basic_auth
 from tests.factories import make_client
 

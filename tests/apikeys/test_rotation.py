@@ -380,7 +380,7 @@ def test_only_usable_keys_are_rotated_by_the_sweep(make_key, owner, make_unusabl
 
 @pytest.mark.parametrize("disabled", [False, True], ids=["active-client", "disabled-client"])
 def test_a_disabled_machine_clients_key_is_not_rotated(make_key, disabled):
-    from idp.services import client_disable
+    from idp.oauth.clients import client_disable
 
     machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
     issued = make_key(user=None, application=machine.application, scopes=["profile"], rotate_every=DAY, now=T0)
@@ -446,7 +446,7 @@ def test_the_rotation_task_run_concurrently_rotates_each_due_key_once(transactio
 
 def enqueued_by_apikeys(callbacks: list) -> list:
     """The on-commit callbacks apikeys' services registered (the email task); the metrics count
-    audit events on commit too (idp.metrics), which is not what these tests are about."""
+    audit events on commit too (idp.ops.metrics), which is not what these tests are about."""
     return [callback for callback in callbacks if callback.__module__.startswith("apikeys.")]
 
 

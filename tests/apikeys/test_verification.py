@@ -25,7 +25,7 @@ from accounts.services import role_create, role_grant, role_revoke, user_deactiv
 from apikeys.keyformat import key_new
 from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke, apikey_rotate
-from idp.services import client_disable
+from idp.oauth.clients import client_disable
 from tests.apikeys.conftest import SYSTEM, USERS, VIA, basic_auth, key_headers
 from tests.factories import make_client, make_user
 

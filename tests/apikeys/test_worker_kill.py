@@ -194,7 +194,7 @@ def test_a_worker_killed_mid_rotation_neither_loses_nor_doubles_it(worker):
         finished = f"Task {rotate_due_apikeys.name}[{sent.id}] succeeded"
         log = worker.wait_for(lambda: finished in worker.log() and worker.log(), "redelivered task succeeding")
         [outcome] = [line for line in log.splitlines() if finished in line]
-        # The worker logs JSON lines (idp.logs); Celery's message is the event, ending in the result.
+        # The worker logs JSON lines (idp.ops.logs); Celery's message is the event, ending in the result.
         assert json.loads(outcome)["event"].endswith(": 1"), "the second delivery made the rotation"
         assert "WorkerLostError" in log, "the first delivery died with its pool process"
         assert f"pid:{paused_pid} exited with 'signal 9 (SIGKILL)'" in log

@@ -36,7 +36,7 @@ def staff(*codenames: str, superuser: bool = False):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Staff users are made by the dozen; password storage has its own tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_hostile_searches_and_filters_find_nothing_and_break_nothing(client, vie
 @pytest.mark.parametrize(
     ("query", "status"),
     [
-        ({"q": "a\x00b"}, 400),  # idp.middleware.ParameterGuardMiddleware, before the admin
+        ({"q": "a\x00b"}, 400),  # idp.http.middleware.ParameterGuardMiddleware, before the admin
         ({"outcome": "\x00"}, 400),
         ({"q": "x" * 5000}, 400),
         ({"created_at__gte": "not-a-date"}, 302),  # the admin's own answer to a bad filter: ?e=1

@@ -19,8 +19,8 @@ from jwcrypto import jwk, jws
 import audit
 from audit import chain
 from audit.models import AuditCheckpoint, AuditEvent
-from idp.checkpoints import CHECKPOINT_TYP, audit_checkpoint_create
-from idp.oauth.keys import signing_keys_published
+from idp.keys.checkpoints import CHECKPOINT_TYP, audit_checkpoint_create
+from idp.keys.signing import signing_keys_published
 from idp.tasks import checkpoint_audit_chain
 
 FIRST_EVENTS = 4

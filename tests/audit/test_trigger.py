@@ -16,7 +16,7 @@ from django.utils import timezone
 import audit
 from audit import chain
 from audit.models import AuditCheckpoint, AuditEvent
-from idp.checkpoints import audit_checkpoint_create
+from idp.keys.checkpoints import audit_checkpoint_create
 
 EVENTS = 6
 

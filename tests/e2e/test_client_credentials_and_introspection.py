@@ -11,8 +11,8 @@ from authlib.integrations.requests_client import OAuth2Session
 
 import audit
 from accounts.selectors import Caller
-from idp import services
 from idp.models import AccessToken
+from idp.oauth import clients
 from tests.factories import make_client
 
 
@@ -179,7 +179,7 @@ def test_a_resource_server_disabled_after_it_introspected_is_refused_at_once(
     token = client_credentials_token(live_server, machine)["access_token"]
     assert introspect(live_server, resource_server, token).json()["active"] is True  # its client is cached now
 
-    services.client_disable(application_id=resource_server.application.pk, actor=audit.Actor.system("tests"))
+    clients.client_disable(application_id=resource_server.application.pk, actor=audit.Actor.system("tests"))
 
     reply = introspect(live_server, resource_server, token)
     assert reply.status_code == 401
@@ -189,7 +189,7 @@ def test_a_resource_server_disabled_after_it_introspected_is_refused_at_once(
 def test_a_secret_rotated_without_grace_stops_at_once_though_the_client_was_cached(live_server, signing_key, machine):
     assert client_credentials_token(live_server, machine)["access_token"]  # its client is cached now
 
-    rotated = services.client_secret_rotate(
+    rotated = clients.client_secret_rotate(
         application_id=machine.application.pk, grace_seconds=0, caller=Caller.operator(audit.Actor.system("tests"))
     )
 

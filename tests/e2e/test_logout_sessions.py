@@ -13,8 +13,8 @@ import pytest
 import requests
 from jwcrypto import jwt
 
+from idp.keys.signing import signing_key_active
 from idp.models import AccessToken, Grant, IDToken, RefreshToken
-from idp.oauth.keys import signing_key_active
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI
 from tests.factories import USER_PASSWORD, make_client, make_user
 from tests.relying_party import RelyingParty, parse_form

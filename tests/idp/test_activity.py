@@ -1,4 +1,4 @@
-"""The staff activity overview (/dashboard/activity/, idp.dashboard.ActivityView and idp.activity)
+"""The staff activity overview (/dashboard/activity/, idp.pages.dashboard.ActivityView and idp.ops.activity)
 through Django's test client: who may see it; that every chart carries, hour by hour, what the
 audit table and the Redis counters hold, with the events made by real flows (token requests,
 sign-ins, over-limit requests, API calls and introspections with a key); the latest alerts and
@@ -32,9 +32,9 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create, apikey_revoke, apikey_use
 from audit.models import AuditEvent
-from idp.activity import activity_hours, activity_overview, refusal_note
+from idp.keys.signing import signing_keys_ensure
 from idp.models import SigningKey
-from idp.oauth.keys import signing_keys_ensure
+from idp.ops.activity import activity_hours, activity_overview, refusal_note
 from tests.apikeys.conftest import basic_auth
 from tests.factories import make_client, make_user
 
@@ -132,7 +132,7 @@ def issue_token(machine) -> None:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Argon2 costs about half a second per user; this page is not about passwords."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -31,8 +31,8 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
 from audit.models import AuditEvent
+from idp.keys.signing import signing_keys_ensure
 from idp.models import SigningKey
-from idp.oauth.keys import signing_keys_ensure
 from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
 from tests.factories import USER_PASSWORD, make_client, make_user
 
@@ -61,7 +61,7 @@ def policy(settings):
     }
     settings.AUDIT_BRUTEFORCE_THRESHOLD = 2
     settings.SIGNING_KEY_ROTATION_SECONDS = 30 * 24 * 3600
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
     client = cache._cache.get_client()  # the brute-force watch's counters outlive test databases
     for key in client.scan_iter(match="*audit:failed-logins:*"):
         client.delete(key)

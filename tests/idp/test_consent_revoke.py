@@ -12,8 +12,8 @@ from django.urls import reverse
 
 import audit
 from audit.models import AuditEvent
-from idp import services
 from idp.models import AccessToken, Consent, Grant, RefreshToken
+from idp.oauth import consent
 from tests.conftest import REDIRECT_URI
 from tests.factories import USER_PASSWORD, make_client, make_user
 from tests.relying_party import RelyingParty
@@ -82,8 +82,8 @@ def other_rp(live_server, signing_key):
 
 def test_the_home_page_lists_the_applications_allowed_with_a_revoke_button(browser, alice, issued_client, db):
     other = make_client(name="Not alices", is_resource_server=True).application
-    services.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=True)
-    services.consent_grant(user_id=make_user().pk, application=other, scopes=["openid"], remember=True)
+    consent.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=True)
+    consent.consent_grant(user_id=make_user().pk, application=other, scopes=["openid"], remember=True)
 
     page = browser.get(HOME).content.decode()
 
@@ -155,7 +155,7 @@ def test_revoking_twice_changes_and_records_nothing_more(rp, alice, allowed, bro
     after_first = state()
 
     assert post_revoke(browser, rp.client_id).status_code == 404, "a double click: nothing left to revoke"
-    assert services.consent_revoke(user=alice, client_id=rp.client_id, actor=audit.Actor.user(alice)) is False
+    assert consent.consent_revoke(user=alice, client_id=rp.client_id, actor=audit.Actor.user(alice)) is False
     assert state() == after_first
 
 
@@ -163,7 +163,7 @@ def test_the_service_revokes_tokens_given_without_remembering(rp, alice):
     """A consent not remembered still let the client hold tokens; the service ends them too."""
     tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow"))
 
-    assert services.consent_revoke(user=alice, client_id=rp.client_id, actor=audit.Actor.user(alice)) is True
+    assert consent.consent_revoke(user=alice, client_id=rp.client_id, actor=audit.Actor.user(alice)) is True
 
     assert introspect(rp, tokens["refresh_token"]) == {"active": False}
     [event] = AuditEvent.objects.filter(action__in=["consent.revoked", "token.revoked"])
@@ -188,8 +188,8 @@ def test_the_service_revokes_tokens_given_without_remembering(rp, alice):
 def test_any_other_client_id_is_a_404_that_changes_nothing(browser, alice, issued_client, db, client_id):
     stranger = make_user()
     foreign = make_client().application
-    services.consent_grant(user_id=stranger.pk, application=foreign, scopes=["openid"], remember=True)
-    services.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=False)
+    consent.consent_grant(user_id=stranger.pk, application=foreign, scopes=["openid"], remember=True)
+    consent.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=False)
     resolved = {"foreign": foreign.client_id, "tokens-only": issued_client.application.client_id}.get(
         client_id, client_id
     )
@@ -203,7 +203,7 @@ def test_any_other_client_id_is_a_404_that_changes_nothing(browser, alice, issue
 
 
 def test_only_a_signed_in_post_with_its_csrf_token_revokes(alice, issued_client, db):
-    services.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=True)
+    consent.consent_grant(user_id=alice.pk, application=issued_client.application, scopes=["openid"], remember=True)
     url = revoke_url(issued_client.application.client_id)
     before = state()
 

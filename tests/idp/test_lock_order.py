@@ -23,8 +23,8 @@ from oauthlib.common import Request
 import audit
 from accounts.selectors import Caller
 from accounts.services import user_deactivate
-from idp import services
 from idp.models import AccessToken, Grant
+from idp.oauth import clients
 from idp.oauth.validator import IdpValidator
 from tests.factories import make_client, make_user
 
@@ -101,11 +101,11 @@ def test_redeeming_a_code_does_not_lock_its_user_against_other_tokens():
 @pytest.mark.parametrize(
     "change",
     [
-        lambda application: services.client_disable(application_id=application.pk, actor=SYSTEM),
-        lambda application: services.client_secret_rotate(
+        lambda application: clients.client_disable(application_id=application.pk, actor=SYSTEM),
+        lambda application: clients.client_secret_rotate(
             application_id=application.pk, grace_seconds=0, caller=Caller.operator(SYSTEM)
         ),
-        lambda application: services.client_secret_reset(application_id=application.pk, caller=Caller.operator(SYSTEM)),
+        lambda application: clients.client_secret_reset(application_id=application.pk, caller=Caller.operator(SYSTEM)),
     ],
     ids=["disable", "rotate-secret", "reset-secret"],
 )

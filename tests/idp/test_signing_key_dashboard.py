@@ -1,4 +1,4 @@
-"""The staff page of signing keys (/dashboard/signing-keys/, idp.dashboard) through Django's test
+"""The staff page of signing keys (/dashboard/signing-keys/, idp.pages.dashboard) through Django's test
 client: who may see it and press "rotate now", what rotate-now does to a key chain whose next
 key was published long enough ago and to one whose next key is too young, the audit trail,
 CSRF, and hostile algorithm segments (a 404, nothing changed).
@@ -21,8 +21,8 @@ from django.utils import timezone
 
 import audit
 from audit.models import AuditEvent
+from idp.keys.signing import signing_keys_ensure
 from idp.models import SigningKey
-from idp.oauth.keys import signing_keys_ensure
 from tests.factories import make_user
 
 PAGE = reverse("signing-keys")

@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 import audit
 from audit.models import AuditEvent
+from idp.keys.signing import signing_keys_ensure
 from idp.models import SigningKey
-from idp.oauth.keys import signing_keys_ensure
 from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
 from tests.factories import USER_PASSWORD, make_user
 

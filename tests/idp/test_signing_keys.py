@@ -25,15 +25,15 @@ from joserfc.jwk import KeySet
 
 import audit
 from audit.models import AuditEvent
-from idp.checkpoints import audit_checkpoint_create
-from idp.models import SigningKey
-from idp.oauth.keys import (
+from idp.keys.checkpoints import audit_checkpoint_create
+from idp.keys.signing import (
     signed_token_lifetime,
     signing_key_active,
     signing_key_rotate_now,
     signing_keys_ensure,
     signing_keys_rotate_due,
 )
+from idp.models import SigningKey
 from idp.tasks import rotate_signing_keys
 from tests.conformance.test_rp_initiated_logout_plan import end_session
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI

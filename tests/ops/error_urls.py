@@ -9,11 +9,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from idp.http.policy import endpoint
+
 # What the failure says: the log's traceback must hold it, an answer never.
 FAILURE = "a bug that only the log may describe"
 
 
 def _fail(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError(FAILURE)
+
+
+@endpoint(errors="json")
+def _fail_program(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(FAILURE)
 
 
@@ -27,11 +34,11 @@ class _FailingApi(APIView):
 
 urlpatterns = [
     path("fail/", _fail),
-    path("oauth/fail/", _fail),
-    path("api/v1/fail/", _FailingApi.as_view()),
+    path("oauth/fail/", _fail_program),
+    path("api/v1/fail/", endpoint(errors="json")(_FailingApi.as_view())),
     path("", include("idp.urls")),
 ]
-handler400 = "idp.errors.handler400"
-handler403 = "idp.errors.handler403"
-handler404 = "idp.errors.handler404"
-handler500 = "idp.errors.handler500"
+handler400 = "idp.http.errors.handler400"
+handler403 = "idp.http.errors.handler403"
+handler404 = "idp.http.errors.handler404"
+handler500 = "idp.http.errors.handler500"

@@ -1,4 +1,4 @@
-"""The log (idp.logs): a JSON line per request with its request id, client, user and source IP, every
+"""The log (idp.ops.logs): a JSON line per request with its request id, client, user and source IP, every
 other record as JSON too, a 500's traceback under the request id its answer shows, and no secret
 anywhere, even at IDP_LOG_LEVEL=DEBUG.
 

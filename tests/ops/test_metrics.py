@@ -26,8 +26,8 @@ from apikeys.models import ApiKey
 from apikeys.services import apikey_create, apikey_rotate
 from apikeys.tasks import rotate_due_apikeys
 from idp.celery import app as celery_app
-from idp.metrics import PUBLISHED_AT_HEADER
-from idp.oauth.keys import signing_key_rotate_now, signing_keys_ensure
+from idp.keys.signing import signing_key_rotate_now, signing_keys_ensure
+from idp.ops.metrics import PUBLISHED_AT_HEADER
 from idp.tasks import rotate_signing_keys
 from tests.apikeys.test_rotation import remove_queued_notifications
 from tests.apikeys.test_worker_kill import delete_queue, stop

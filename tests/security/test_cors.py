@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.core.cache import cache
 
-from idp.cors import origin_validate
+from idp.http.cors import origin_validate
 from tests.accounts.test_admin import read_form
 from tests.factories import make_client
 

@@ -7,6 +7,8 @@ import pytest
 import requests
 from django.urls import include, path
 
+from idp.http.policy import endpoint
+
 PAGE_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Page not found", 500: "Something went wrong"}
 
 
@@ -14,12 +16,17 @@ def _boom(request):
     raise RuntimeError("a bug")
 
 
+@endpoint(errors="json")
+def _boom_api(request):
+    raise RuntimeError("a bug")
+
+
 # This module is also the URLconf of the 500 tests: the real URLs plus one view that fails.
-urlpatterns = [path("boom/", _boom), path("api/v1/boom/", _boom), path("", include("idp.urls"))]
-handler400 = "idp.errors.handler400"
-handler403 = "idp.errors.handler403"
-handler404 = "idp.errors.handler404"
-handler500 = "idp.errors.handler500"
+urlpatterns = [path("boom/", _boom), path("api/v1/boom/", _boom_api), path("", include("idp.urls"))]
+handler400 = "idp.http.errors.handler400"
+handler403 = "idp.http.errors.handler403"
+handler404 = "idp.http.errors.handler404"
+handler500 = "idp.http.errors.handler500"
 
 
 def assert_our_page(reply, status: int) -> None:

@@ -28,7 +28,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.services import role_grant, user_deactivate
-from idp import services as idp_services
+from idp.oauth import clients as idp_clients
 from tests.api.conftest import (  # noqa: F401 - fixtures
     SYSTEM,
     _fast_password_hashing,
@@ -399,7 +399,7 @@ def world(admin, signing_key, alice) -> dict[str, Any]:
     inactive = UserFactory()
     user_deactivate(user_id=inactive.pk, actor=SYSTEM, reason="left")
     disabled = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"]).application
-    idp_services.client_disable(application_id=disabled.pk, actor=SYSTEM, reason="gone")
+    idp_clients.client_disable(application_id=disabled.pk, actor=SYSTEM, reason="gone")
     role = role_with([], name=unique("target"))
     user = UserFactory()
     role_grant(role=role, user=UserFactory(), actor=SYSTEM)

@@ -21,8 +21,8 @@ from apikeys.models import ApiKey
 from apikeys.selectors import apikey_verify
 from apikeys.services import apikey_create, apikey_reveal, apikeys_rotate_due
 from audit.models import AuditEvent
+from idp.keys.signing import signing_key_active, signing_keys_published
 from idp.models import SigningKey
-from idp.oauth.keys import signing_key_active, signing_keys_published
 
 NEW_KEY = Fernet.generate_key().decode()
 OTHER_KEY = Fernet.generate_key().decode()

@@ -180,11 +180,11 @@ def test_audit_events_carry_the_forwarded_client_address_only_from_a_trusted_pro
 
 @pytest.mark.django_db
 def test_redis_unreachable_lets_requests_through(limits, settings, caplog):
-    from idp.ratelimit import _storage
+    from idp.http.ratelimit import _storage
 
     settings.IDP_RATE_LIMIT_STORAGE_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     limits["token.ip"] = "1/minute"
-    caplog.set_level(logging.WARNING, logger="idp.ratelimit")
+    caplog.set_level(logging.WARNING, logger="idp.http.ratelimit")
     client = Client()
     try:
         for _ in range(3):

@@ -37,8 +37,8 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant, user_create
 from apikeys.keyformat import key_digest, key_new, public_id_new
 from apikeys.models import ApiKey
-from idp import services
 from idp.models import AccessToken, Application, Grant, RefreshToken
+from idp.oauth import clients
 
 ACTOR = audit.Actor.system("bench_seed")
 REDIRECT_URI = "https://rp.bench.test/callback"
@@ -108,14 +108,14 @@ class Command(BaseCommand):
     def _base(self, scale: int, *, now: Any) -> dict[str, Any]:
         """The clients, the user and the known tokens and keys (up to KNOWN_MAX of `scale`); returns
         the output file's content, whose "scale" says how many tokens and keys are stored so far."""
-        machine = services.client_create(
+        machine = clients.client_create(
             name="bench machine",
             client_type=Application.CLIENT_CONFIDENTIAL,
             grant="client_credentials",
             scopes=["profile"],
             caller=Caller.operator(ACTOR),
         )
-        web = services.client_create(
+        web = clients.client_create(
             name="bench web",
             client_type=Application.CLIENT_CONFIDENTIAL,
             grant="authorization_code",
@@ -124,7 +124,7 @@ class Command(BaseCommand):
             skip_consent=True,
             caller=Caller.operator(ACTOR),
         )
-        resource_server = services.client_create(
+        resource_server = clients.client_create(
             name="bench resource server",
             client_type=Application.CLIENT_CONFIDENTIAL,
             grant="client_credentials",

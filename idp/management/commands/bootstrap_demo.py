@@ -8,7 +8,7 @@ import audit
 from accounts.models import User
 from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant, user_create
-from idp import services
+from idp.oauth import clients
 
 DEMO_REDIRECT_URI = "http://127.0.0.1:8080/callback"
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         # The management API's permissions (the role comes from accounts' migrations; ensured here
         # too, so a database that lost it gets it back).
         role_grant(role=admin_role_ensure(actor=actor), user=admin, actor=actor)
-        issued = services.client_create(
+        issued = clients.client_create(
             name="Demo client",
             client_type="confidential",
             grant="authorization_code",

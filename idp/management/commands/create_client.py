@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import audit
 from accounts.selectors import Caller
-from idp import services
+from idp.oauth import clients
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True)
         parser.add_argument("--type", required=True, choices=["confidential", "public"])
-        parser.add_argument("--grant", required=True, choices=sorted(services.GRANT_TYPES))
+        parser.add_argument("--grant", required=True, choices=sorted(clients.GRANT_TYPES))
         parser.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
         parser.add_argument("--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris")
         parser.add_argument("--scope", action="append", default=[], dest="scopes")
@@ -42,7 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            issued = services.client_create(
+            issued = clients.client_create(
                 name=options["name"],
                 client_type=options["type"],
                 grant=options["grant"],

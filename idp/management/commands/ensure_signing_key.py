@@ -3,8 +3,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 import audit
+from idp.keys.signing import signing_keys_ensure
 from idp.models import SigningKey
-from idp.oauth.keys import signing_keys_ensure
 
 
 class Command(BaseCommand):

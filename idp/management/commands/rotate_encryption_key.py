@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import audit
-from idp.encryption import encryption_key_rotate
+from idp.keys.encryption import encryption_key_rotate
 
 
 class Command(BaseCommand):

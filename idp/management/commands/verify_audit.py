@@ -24,7 +24,7 @@ from jwcrypto import jwk
 
 import audit
 from audit import chain
-from idp.checkpoints import audit_checkpoint_verify, jwks_parse, jwks_published
+from idp.keys.checkpoints import audit_checkpoint_verify, jwks_parse, jwks_published
 
 JWKS_FETCH_TIMEOUT_SECONDS = 10
 

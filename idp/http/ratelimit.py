@@ -1,0 +1,273 @@
+"""Request rate limits per endpoint group and per caller: client IP, client, signed-in user and API
+key, with limits' moving (sliding) window, counters in Redis so every process shares them.
+
+Nobody spends a bucket that is not theirs. Every request counts against its source address
+before the view runs. A client's (or an API key's) own bucket counts only requests that proved
+they are that client (authenticated with its secret) or that key (it verified), after the view:
+anyone can name a client_id or a key's public id, so a request merely naming one must not use up
+its owner's allowance. A failed attempt counts against the pair of what it named and the address
+it came from (`<group>.client_failures`, `api.key_failures`), so guessing at a client's secret
+throttles the guesser alone. Before the view, a request naming a client or key whose own bucket,
+or whose failures from this address, are used up is refused; a request can only fill those
+buckets by proving itself, or from its own address. Public clients have no bucket of their own:
+they have no secret, and one public client is many devices.
+
+The limits are settings.IDP_RATE_LIMITS; the storage is settings.IDP_RATE_LIMIT_STORAGE_URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import limits
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from rest_framework.exceptions import Throttled
+from rest_framework.throttling import BaseThrottle
+
+from audit.context import client_ip
+from idp.http.policy import endpoint_of
+
+if TYPE_CHECKING:  # rest_framework.views reads DRF's settings, which name ApiUserThrottle below
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+log = logging.getLogger("idp.http.ratelimit")
+
+KEY_PREFIX = "idp:rl"
+# Everything a client can put in a key is bounded and hashed below, so a key stays short.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,100}")
+_FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
+_API_KEY = re.compile(r"idpk_([0-9A-Za-z]{12})_")
+# A storage that cannot connect must answer fast: the limiter then lets the request through.
+_REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+
+# Groups whose requests authenticate a client (RFC 6749 §2.3): token, introspection, revocation.
+_CLIENT_GROUPS = frozenset({"token", "introspect", "revoke"})
+
+
+@dataclass
+class _Proofs:
+    """What this request proved about its caller while it ran (set by the validator)."""
+
+    client_id: str | None = None  # the confidential client that authenticated with its secret
+    client_failed: bool = False  # a client authentication that failed
+
+
+_proofs: ContextVar[_Proofs | None] = ContextVar("idp_rate_limit_proofs", default=None)
+
+
+def client_authenticated(*, client_id: str) -> None:
+    """The request proved it is this confidential client (idp.oauth.validator)."""
+    proofs = _proofs.get()
+    if proofs is not None:
+        proofs.client_id = client_id
+
+
+def client_authentication_failed() -> None:
+    """The request's client authentication failed (idp.oauth.validator)."""
+    proofs = _proofs.get()
+    if proofs is not None:
+        proofs.client_failed = True
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The limit a request went over, and whole seconds until the window lets one more in."""
+
+    rule: str
+    retry_after_seconds: int
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _client_id(request: HttpRequest) -> str | None:
+    """The client_id the request presents: HTTP Basic (RFC 6749 §2.3.1, form-encoded), else the
+    form body or the query string. Unverified: a wrong one only counts against itself."""
+    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    candidate = None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except ValueError:  # not base64 (binascii.Error), non-ASCII, or not UTF-8 underneath
+            decoded = ""
+        candidate = unquote(decoded.partition(":")[0].replace("+", " "))
+    elif request.method == "POST" and request.content_type in _FORMS:
+        candidate = request.POST.get("client_id")
+    if candidate is None:
+        candidate = request.GET.get("client_id")
+    return candidate if candidate and _CLIENT_ID.fullmatch(candidate) else None
+
+
+def _api_key_public_id(request: HttpRequest) -> str | None:
+    presented = request.META.get("HTTP_X_API_KEY", "")
+    if not presented:
+        scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+    match = _API_KEY.match(presented.strip())
+    return match.group(1) if match else None
+
+
+def _session_user_id(request: HttpRequest) -> str | None:
+    user = getattr(request, "user", None)
+    return str(user.pk) if user is not None and user.is_authenticated else None
+
+
+def _pair(name: str, ip: str) -> str:
+    return _digest(f"{name}|{ip}")
+
+
+def _before(request: HttpRequest, group: str) -> Refusal | None:
+    """Before the view: the address (and the signed-in user) are counted; the buckets of the
+    client or key the request names are only looked at."""
+    ip = client_ip(request)
+    kinds = {name.partition(".")[2] for name in settings.IDP_RATE_LIMITS if name.startswith(f"{group}.")}
+    if ip and (refusal := _hit(f"{group}.ip", ip)):
+        return refusal
+    if "user" in kinds and group != "api" and (user_id := _session_user_id(request)):
+        if refusal := _hit(f"{group}.user", user_id):
+            return refusal
+    if group in _CLIENT_GROUPS and (client_id := _client_id(request)):
+        if refusal := _full(f"{group}.client", _digest(client_id)):
+            return refusal
+        if ip and (refusal := _full(f"{group}.client_failures", _pair(client_id, ip))):
+            return refusal
+    if group == "api" and (public_id := _api_key_public_id(request)):
+        if refusal := _full("api.key", public_id):
+            return refusal
+        if ip and (refusal := _full("api.key_failures", _pair(public_id, ip))):
+            return refusal
+    return None
+
+
+def _after(request: HttpRequest, group: str, proofs: _Proofs, response: HttpResponse) -> None:
+    """After the view: a proven client or key spends its own bucket; a failed attempt spends the
+    bucket of its (name, address) pair."""
+    ip = client_ip(request)
+    if group in _CLIENT_GROUPS:
+        if proofs.client_id is not None:
+            _hit(f"{group}.client", _digest(proofs.client_id))
+        elif proofs.client_failed and ip and (client_id := _client_id(request)):
+            _hit(f"{group}.client_failures", _pair(client_id, ip))
+    elif group == "api" and (public_id := _api_key_public_id(request)):
+        verified = getattr(getattr(request, "auth", None), "key", None)  # set by DRF (apikeys.authentication)
+        if verified is not None and getattr(verified, "public_id", None) == public_id:
+            _hit("api.key", public_id)
+        elif response.status_code == 401 and ip:
+            _hit("api.key_failures", _pair(public_id, ip))
+
+
+def rate_limited(request: HttpRequest, view: Callable[[HttpRequest], HttpResponse]) -> HttpResponse:
+    """Run the view under the limits of the request's endpoint group: 429 with Retry-After, before
+    the view, once the request is over one of them. Fails open (see _hit)."""
+    group = endpoint_of(request).rate_group(request.method)  # the view's declaration (idp.http.policy)
+    if group is None:
+        return view(request)
+    refusal = _before(request, group)
+    if refusal is not None:
+        return too_many_requests(_refused(refusal))
+    proofs = _Proofs()
+    token = _proofs.set(proofs)
+    try:
+        response = view(request)
+    finally:
+        _proofs.reset(token)
+    _after(request, group, proofs, response)
+    return response
+
+
+@cache
+def _storage(url: str) -> Storage:
+    if url.startswith(("redis://", "rediss://")):
+        return storage_from_string(url, key_prefix=KEY_PREFIX, **_REDIS_OPTIONS)
+    return storage_from_string(url)
+
+
+def _hit(rule: str, identity: str) -> Refusal | None:
+    """One hit on one rule's window for one identity; a Refusal when it is over the limit.
+
+    Fails open: when the storage is unreachable the request passes and a warning is logged, so an
+    outage of Redis never turns into refused sign-ins or 500s.
+    """
+    return _window(rule, identity, spend=True)
+
+
+def _full(rule: str, identity: str) -> Refusal | None:
+    """Whether one more request would go over this rule's window for this identity, without
+    counting one: a Refusal if so."""
+    return _window(rule, identity, spend=False)
+
+
+def _window(rule: str, identity: str, *, spend: bool) -> Refusal | None:
+    spec = settings.IDP_RATE_LIMITS.get(rule)
+    if not spec:
+        return None
+    item = limits.parse(spec)
+    try:
+        limiter = MovingWindowRateLimiter(_storage(settings.IDP_RATE_LIMIT_STORAGE_URL))
+        allowed = limiter.hit(item, rule, identity) if spend else limiter.test(item, rule, identity)
+        if allowed:
+            return None
+        reset_at = limiter.get_window_stats(item, rule, identity).reset_time
+    except Exception:  # noqa: BLE001 - any storage failure: limits raise the client library's errors
+        log.warning("rate limit storage unavailable; request not limited", exc_info=True)
+        return None
+    return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
+
+
+def _refused(refusal: Refusal) -> Refusal:
+    """A refusal that is answered with a 429, counted for the activity overview (only those: a
+    proven client's count spent after its answer went out refuses nothing yet)."""
+    # Imported here: DRF imports this module (ApiUserThrottle) while it loads, possibly before
+    # the models idp.ops.activity needs are ready.
+    from idp.ops.activity import refusal_note
+
+    refusal_note()
+    return refusal
+
+
+class ApiRateLimited(Throttled):
+    default_detail = "too many requests, retry later"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__()  # the description without DRF's "Expected available in" suffix
+        self.wait = retry_after_seconds  # DRF's handler turns it into Retry-After
+
+
+class ApiUserThrottle(BaseThrottle):
+    """The api.user limit, per authenticated subject of /api/v1/ (a bearer token's user or an API
+    key's owner). A DRF throttle because the subject is known only after DRF authenticates; the
+    per-address and per-key limits run earlier, in RateLimitMiddleware."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user_id = getattr(request.user, "pk", None)
+        if user_id is not None:
+            refusal = _hit("api.user", str(user_id))
+            if refusal is not None:
+                raise ApiRateLimited(_refused(refusal).retry_after_seconds)
+        return True
+
+
+def too_many_requests(refusal: Refusal) -> JsonResponse:
+    response = JsonResponse(
+        {"error": "rate_limited", "error_description": "too many requests, retry later"}, status=429
+    )
+    response["Retry-After"] = str(refusal.retry_after_seconds)
+    response["Cache-Control"] = "no-store"
+    return response

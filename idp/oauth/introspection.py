@@ -1,0 +1,174 @@
+"""RFC 7662 introspection of access and refresh tokens (API keys: apikeys.selectors.apikey_claims),
+answered to resource servers (idp.oauth.views.introspect)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth2_provider.models import refresh_token_expire_timedelta
+
+from accounts.selectors import subject_access
+from idp.models import AccessToken, Application, RefreshToken
+from idp.oauth import access_tokens
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+User = get_user_model()
+
+
+def _claims(
+    *,
+    user: Any,
+    application: Application | None,
+    scope: str,
+    issued_at: datetime,
+    expires_at: datetime,
+    token_type: str,
+    issuer: str,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "active": True,
+        "scope": scope,
+        "token_type": token_type,
+        "exp": int(expires_at.timestamp()),
+        "iat": int(issued_at.timestamp()),
+        "iss": issuer,
+    }
+    if application is not None:
+        data["client_id"] = application.client_id
+    if user is not None:
+        data["sub"] = str(user.pk)
+        data["username"] = user.get_username()
+        access = subject_access(user_id=user.pk, application_pk=getattr(application, "pk", None))
+    elif application is not None:
+        data["sub"] = application.client_id  # client_credentials: the client is the subject
+        access = subject_access(client_pk=application.pk, application_pk=application.pk)
+    else:
+        return data
+    # Computed now, not at issuance: a role removed is gone from the next answer.
+    data["roles"] = access.roles
+    data["permissions"] = access.permissions
+    return data
+
+
+def token_introspect(*, token: str, token_type_hint: str | None, issuer: str, client: Application) -> dict[str, Any]:
+    """RFC 7662 answer for an access or refresh token, to the resource server `client`. An inactive
+    answer carries nothing else.
+
+    token_type tells a resource server what it holds: "Bearer" (RFC 6749 §7.1) for an access
+    token, the only kind it should accept; "refresh_token" for a refresh token, which only its
+    client may present, and only at the token endpoint, so only its client learns about it
+    (another client gets the answer of an unknown token)."""
+    if access_tokens.is_jwt(token):
+        return _introspect_jwt_access_token(token, issuer)
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    lookups = [_introspect_access_token, _introspect_refresh_token]
+    if token_type_hint == "refresh_token":
+        lookups.reverse()
+    for lookup in lookups:
+        answer = lookup(checksum, issuer, client)
+        if answer is not None:
+            return answer
+    return INACTIVE
+
+
+# What an introspection answer reads of a token and its holders, and nothing else: the rows carry
+# much more (the hashed secret, redirect URIs, a user's profile).
+_ACCESS_TOKEN_FIELDS = (
+    "scope",
+    "expires",
+    "created",
+    "application__client_id",
+    "application__is_active",
+    "user__username",
+    "user__is_active",
+)
+
+
+def _holders_active(application: Application | None, user: Any) -> bool:
+    """A token dies with its client's or its user's deactivation."""
+    return (application is None or application.is_active) and (user is None or user.is_active)
+
+
+def _introspect_access_token(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:
+    access = (
+        AccessToken.objects.select_related("application", "user")
+        .only(*_ACCESS_TOKEN_FIELDS)
+        .filter(token_checksum=checksum)
+        .first()
+    )
+    if access is None:
+        return None
+    if access.is_expired() or not _holders_active(access.application, access.user):
+        return INACTIVE
+    return _claims(
+        user=access.user,
+        application=access.application,
+        scope=access.scope,
+        issued_at=access.created,
+        expires_at=access.expires,
+        token_type="Bearer",
+        issuer=issuer,
+    )
+
+
+def _introspect_jwt_access_token(token: str, issuer: str) -> dict[str, Any]:
+    """A JWT access token (RFC 9068) is checked as a resource server would check it (signature
+    with a published key, typ, issuer, expiry), then against the deny-list of revoked jtis and the
+    live state of its client and user. Its row is not looked up: revocation is the deny-list."""
+    claims = access_tokens.jwt_access_token_claims(token, issuer=issuer, now=timezone.now())
+    if claims is None or access_tokens.jti_is_revoked(claims["jti"]):
+        return INACTIVE
+    application = Application.objects.filter(client_id=claims["client_id"]).first()
+    if application is None:
+        return INACTIVE
+    user = None
+    if claims["sub"] != application.client_id:
+        user = User.objects.filter(pk=claims["sub"]).first() if claims["sub"].isdigit() else None
+        if user is None:
+            return INACTIVE
+    if not _holders_active(application, user):
+        return INACTIVE
+    answer = _claims(
+        user=user,
+        application=application,
+        scope=claims["scope"],
+        issued_at=access_tokens.timestamp_datetime(claims["iat"]),
+        expires_at=access_tokens.timestamp_datetime(claims["exp"]),
+        token_type="Bearer",
+        issuer=issuer,
+    )
+    answer.update({"aud": claims.get("aud"), "jti": claims["jti"]})
+    return answer
+
+
+def _introspect_refresh_token(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:
+    refresh = (
+        RefreshToken.objects.select_related("application", "user", "access_token")
+        .filter(token_checksum=checksum, revoked__isnull=True, application=client)
+        .first()
+    )
+    if refresh is None:
+        return None
+    # Mirrors DOT's validate_refresh_token: a live refresh token has its access token, and its
+    # lifetime runs REFRESH_TOKEN_EXPIRE_SECONDS past that token's expiry.
+    access = refresh.access_token
+    if access is None or not _holders_active(refresh.application, refresh.user):
+        return INACTIVE
+    expires_at = access.expires + refresh_token_expire_timedelta()
+    if expires_at <= timezone.now():
+        return INACTIVE
+    return _claims(
+        user=refresh.user,
+        application=refresh.application,
+        scope=access.scope,
+        issued_at=refresh.created,
+        expires_at=expires_at,
+        token_type="refresh_token",
+        issuer=issuer,
+    )

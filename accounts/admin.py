@@ -8,18 +8,21 @@ with role_update, deleted with role_delete; assignments are never edited in plac
 The person at the admin is the services' caller (accounts.selectors.caller_for_person): staff who
 are not superusers grant, reshape and revoke only what their own roles hold, never their own
 roles, and can make nobody (themselves included) staff, superuser or a member of a group; being
-staff gives nothing by itself. No change may leave nobody holding the management permissions.
+staff gives nothing by itself. They change (their password included) or delete only users who are
+not staff and hold nothing they do not, and delete only permissions they hold; nobody deletes a
+management permission. No change may leave nobody holding the management permissions.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -27,8 +30,16 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 import audit
-from accounts.models import Permission, Role, RoleAssignment, User
-from accounts.selectors import Access, Caller, caller_for_person, subject_access
+from accounts.models import MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
+from accounts.selectors import (
+    Access,
+    Caller,
+    Holdings,
+    caller_for_person,
+    caller_holds,
+    holdings_of,
+    subject_access,
+)
 from accounts.services import (
     administration_kept,
     permission_ensure,
@@ -42,7 +53,7 @@ from accounts.services import (
 
 def admin_caller(request: HttpRequest) -> Caller:
     """The person using the admin, as the services' caller."""
-    return caller_for_person(user=request.user)  # type: ignore[arg-type]
+    return caller_for_person(user=cast(User, request.user))  # the admin admits only signed-in staff
 
 
 def save_role_assignments(request: HttpRequest, formset: BaseInlineFormSet) -> None:
@@ -86,6 +97,7 @@ class AuditedRoleAssignmentsMixin:
         if formset.model is RoleAssignment:
             save_role_assignments(request, formset)
         else:
+            # A mixin: super() is the ModelAdmin it is mixed into, which mypy cannot see from here.
             super().save_formset(request, form, formset, change)  # type: ignore[misc]
 
 
@@ -95,6 +107,7 @@ class AuditedRoleAssignmentsMixin:
 @admin.register(User)
 class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
     fieldsets = (
+        # Django's UserAdmin sets fieldsets; the stubs type the attribute as ModelAdmin's, None allowed.
         *DjangoUserAdmin.fieldsets,  # type: ignore[misc]
         (
             "OpenID Connect profile",
@@ -127,9 +140,27 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = tuple(super().get_readonly_fields(request, obj))
-        if request.user.is_superuser:  # type: ignore[union-attr]
+        if request.user.is_superuser:
             return fields
         return (*fields, *self.PRIVILEGE_FIELDS)
+
+    # Changing someone (their password above all: Django's password view asks has_change_permission)
+    # or deleting them acts as them, or takes away what they hold. Staff who are not superusers do
+    # it only to people who are not staff and hold nothing the staff member does not, as the
+    # management API's user_deactivate requires.
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and self._may_act_on(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and self._may_act_on(request, obj)
+
+    @staticmethod
+    def _may_act_on(request: HttpRequest, user: User | None) -> bool:
+        if user is None or request.user.is_superuser:
+            return True
+        if user.is_staff or user.is_superuser:
+            return False
+        return caller_holds(caller=admin_caller(request), carries=holdings_of(user_id=user.pk))
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         # Deactivating someone (the is_active box) must not leave nobody able to administer.
@@ -145,11 +176,14 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
             super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        if not all(self._may_act_on(request, user) for user in queryset):
+            raise PermissionDenied("cannot delete a user who is staff or holds what you do not")
         with administration_kept(admin_caller(request)):
             super().delete_queryset(request, queryset)
 
     @staticmethod
     def _access(user: User) -> Access:
+        # Memoised on the instance for the page's two columns; User declares no such attribute.
         if not hasattr(user, "_admin_access"):
             user._admin_access = subject_access(user_id=user.pk, all_clients=True)  # type: ignore[attr-defined]
         return user._admin_access  # type: ignore[attr-defined]
@@ -179,7 +213,7 @@ class GroupAdmin(AuditedRoleAssignmentsMixin, DjangoGroupAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # A group's Django permissions are admin powers for its members: only a superuser sets them.
         fields = tuple(super().get_readonly_fields(request, obj))
-        return fields if request.user.is_superuser else (*fields, "permissions")  # type: ignore[union-attr]
+        return fields if request.user.is_superuser else (*fields, "permissions")
 
     def delete_model(self, request: HttpRequest, obj: Group) -> None:
         self.delete_queryset(request, Group.objects.filter(pk=obj.pk))
@@ -213,8 +247,8 @@ class PermissionAdmin(admin.ModelAdmin):
         # Code and tokens refer to the codename: renaming it would silently change their meaning.
         return ["codename", "used_by"] if obj else []
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["codename", "description", "used_by"] if obj else ["codename", "description"]
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("codename", "description", "used_by") if obj else ("codename", "description")
 
     @admin.display(description="roles using it")
     def used_by(self, permission: Permission) -> str:
@@ -229,6 +263,28 @@ class PermissionAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
         obj._state.adding = False
+
+    # Deleting a permission takes it from every role holding it. A management permission never goes
+    # (idp-admin would lose it, and with it the provider its administrator; the code needs it
+    # anyway); any other only by who holds it, as for changing a role holding it.
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or self._may_delete(request, obj))
+
+    @staticmethod
+    def _may_delete(request: HttpRequest, permission: Permission) -> bool:
+        if permission.codename in MANAGEMENT_PERMISSIONS:
+            return False
+        held = Holdings(permissions=frozenset({permission.codename}))
+        return caller_holds(caller=admin_caller(request), carries=held)
+
+    def delete_model(self, request: HttpRequest, obj: Permission) -> None:
+        self.delete_queryset(request, Permission.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Permission]) -> None:
+        if not all(self._may_delete(request, permission) for permission in queryset):
+            raise PermissionDenied("cannot delete a management permission, or one you do not hold")
+        with administration_kept(admin_caller(request)):
+            queryset.delete()
 
 
 class RoleKindFilter(admin.SimpleListFilter):
@@ -255,6 +311,7 @@ class RoleForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # a ModelForm's clean() returns its cleaned_data
         # The model's conditional unique constraint would only say it "is violated".
         application = data.get("application") if "application" in self.fields else self.instance.application
         name = data.get("name")
@@ -281,9 +338,9 @@ class RoleAdmin(admin.ModelAdmin):
             .annotate(permission_count=Count("permissions", distinct=True))
         )
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["name", "description", "application", "permissions"]
-        return [*fields, "holders"] if obj else fields
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = ("name", "description", "application", "permissions")
+        return (*fields, "holders") if obj else fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Tokens carry the name, and moving a role between clients (or making it global) would
@@ -296,7 +353,7 @@ class RoleAdmin(admin.ModelAdmin):
 
     @admin.display(description="permissions", ordering="permission_count")
     def permission_count(self, role: Role) -> int:
-        return role.permission_count  # type: ignore[attr-defined]
+        return role.permission_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="held by")
     def holders(self, role: Role) -> str:
@@ -360,6 +417,7 @@ class RoleAssignmentForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # a ModelForm's clean() returns its cleaned_data
         holders = [name for name in ("user", "group", "client") if data.get(name)]
         if len(holders) != 1:
             raise forms.ValidationError("Choose exactly one holder: a user, a group or a client.")
@@ -386,9 +444,9 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["role__application", "user", "group", "client"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = ["role", "user", "group", "client"]
-        return [*fields, "created_at"] if obj else fields
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = ("role", "user", "group", "client")
+        return (*fields, "created_at") if obj else fields
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # granted or revoked, never edited: the change page is a read-only view

@@ -1,3 +1,4 @@
+import functools
 import unicodedata
 from typing import Any
 
@@ -22,7 +23,8 @@ def username_key(username: str) -> str:
     data of UTS #39, through confusable_homoglyphs), then case folded. So "ALICE", a fullwidth
     "alice" and an all-Cyrillic look-alike of it come out as "alice". Stored, unique, on the user
     (User.username_key). Look-alikes are mapped before case folding, as the data describes each
-    letter in the case it is drawn in."""
+    letter in the case it is drawn in. Look-alikes inside the Latin script ("aIice") are
+    username_look_alike_key's: mapped here, they would break case-insensitivity (I is i's capital)."""
     normalized = unicodedata.normalize("NFKC", username)
     found = confusables.is_confusable(normalized, greedy=True, preferred_aliases=_REFERENCE_SCRIPTS) or []
     look_alikes = {
@@ -31,6 +33,56 @@ def username_key(username: str) -> str:
         if item["alias"].lower() not in _REFERENCE_SCRIPTS and item["homoglyphs"]
     }
     mapped = "".join(look_alikes.get(ch, ch) for ch in normalized)
+    return unicodedata.normalize("NFKC", mapped.casefold())
+
+
+@functools.cache
+def _look_alike_representatives() -> dict[str, str]:
+    """Every character of the confusables data that looks like another single character, mapped to
+    one representative of its look-alike group. In the data (UTS #39 confusables.txt, both ways
+    round) each character points to one prototype, so a group is a star around its prototype: the
+    representative is the member with the most look-alikes, else the first ASCII or lowest one."""
+    neighbours: dict[str, set[str]] = {}
+    for character, homoglyphs in confusables.confusables_data.items():
+        # The data wraps right-to-left characters in marks (U+200E) to print them; they are not part of them.
+        character = character.replace("\u200e", "")
+        for homoglyph in homoglyphs:
+            other = homoglyph["c"].replace("\u200e", "")
+            if len(character) == 1 and len(other) == 1:  # "rn" for "m" cannot be mapped letter by letter
+                neighbours.setdefault(character, set()).add(other)
+                neighbours.setdefault(other, set()).add(character)
+    representatives: dict[str, str] = {}
+    for start in neighbours:
+        if start in representatives:
+            continue
+        group, pending = {start}, [start]
+        while pending:
+            for other in neighbours[pending.pop()] - group:
+                group.add(other)
+                pending.append(other)
+        chosen = min(group, key=lambda ch: (-len(neighbours[ch]), not ch.isascii(), ord(ch)))
+        representatives.update(dict.fromkeys(group, chosen))
+    return representatives
+
+
+def username_look_alike_key(username: str) -> str:
+    """What makes two usernames look the same: compatibility forms folded (NFKC), every character
+    replaced by the representative of its look-alike group in the Unicode confusables data (in any
+    script, Latin included: "aIice", "ɑlice" and "alıce" read as "alice", "0" as "O"), then case
+    folded, so that a look-alike of a case variant collides too ("AII" beside "all"). Stored, unique,
+    on the user (User.username_look_alike_key), beside username_key: look-alikes are judged in the
+    case they are written in (I looks like l, not i), so this key alone is not case-insensitive.
+
+    Still accepted: look-alikes of several letters, which a letter-by-letter key cannot map ("rn"
+    for "m", "æ" for "ae", "ʦ" for "ts" in the data; "cl" for "d", "vv" for "w", not in it); and a
+    case change at one letter combined with a look-alike at another where a letter's capital and
+    small forms look like different letters ("ALlCE" beside "alice", through ALICE: the capital I
+    looks like l, the small i does not). It also reaches a little beyond the eye: "Ian" and "Lan"
+    collide (I reads as l, and lan is Lan). A new release of the confusables data changes keys:
+    fill them again, as migration 0007 does."""
+    normalized = unicodedata.normalize("NFKC", username)
+    representatives = _look_alike_representatives()
+    mapped = "".join(representatives.get(ch, ch) for ch in normalized)
     return unicodedata.normalize("NFKC", mapped.casefold())
 
 
@@ -60,6 +112,8 @@ class User(AbstractUser):
     # username_key(username): unique, so no two accounts differ only by case, compatibility forms
     # or look-alike letters. Derived in save(); never edited.
     username_key = models.CharField(max_length=600, unique=True, editable=False)
+    # username_look_alike_key(username): unique, so no two accounts look alike in any case.
+    username_look_alike_key = models.CharField(max_length=600, unique=True, editable=False)
     email_verified = models.BooleanField(default=False)
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +14155550100")
     phone_number_verified = models.BooleanField(default=False)
@@ -72,7 +126,8 @@ class User(AbstractUser):
     zoneinfo = models.CharField(max_length=64, blank=True, help_text="IANA time zone, e.g. Europe/Paris")
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta(AbstractUser.Meta):
+    # Django's AbstractUser has a Meta (its verbose names) that django-stubs does not declare.
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         constraints = [
             # One account per address, whatever its case; several accounts may have none.
             models.UniqueConstraint(
@@ -85,19 +140,25 @@ class User(AbstractUser):
 
     def clean(self) -> None:
         super().clean()
+        if not self.username:
+            return  # no name (a form already refused it, e.g. Django's case check): nothing to compare
         others = User.objects.exclude(pk=self.pk)
         if others.filter(username=self.username).exists():
             return  # the same name exactly: validate_unique says so, in Django's words
-        if others.filter(username_key=username_key(self.username)).exists():
+        same = Q(username_key=username_key(self.username)) | Q(
+            username_look_alike_key=username_look_alike_key(self.username)
+        )
+        if others.filter(same).exists():
             raise ValidationError(
                 {"username": "A user with this username, or one that looks the same, already exists."}
             )
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.username_key = username_key(self.username)
+        self.username_look_alike_key = username_look_alike_key(self.username)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "username" in update_fields:
-            kwargs["update_fields"] = {*update_fields, "username_key"}
+            kwargs["update_fields"] = {*update_fields, "username_key", "username_look_alike_key"}
         super().save(*args, **kwargs)
 
 

@@ -293,6 +293,15 @@ def caller_holdings(*, caller: Caller) -> Holdings:
     return held | Holdings(permissions=frozenset(caller.access.permissions))
 
 
+def caller_holds(*, caller: Caller, carries: Holdings) -> bool:
+    """Whether the caller holds every role and permission in `carries` (an operator holds all);
+    accounts.services.caller_holds_check refuses on it."""
+    if caller.is_operator:
+        return True
+    held = caller_holdings(caller=caller)
+    return carries.role_ids <= held.role_ids and carries.permissions <= held.permissions
+
+
 def management_holders_exist() -> bool:
     """Whether some active principal (a user, directly or through a group, or the service account
     of an active client) holds every management permission through global roles."""

@@ -14,11 +14,13 @@ from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 import audit
 from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
-from accounts.selectors import Caller, Holdings, caller_holdings, management_holders_exist, subject_access
+from accounts.selectors import Caller, Holdings, caller_holds, management_holders_exist, subject_access
+
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE unique_violation
 
 # --- The rule of every action that hands out a credential ------------------------------------------
 
@@ -29,10 +31,7 @@ def caller_holds_check(*, caller: Caller, carries: Holdings, doing: str) -> None
     switch off holds. The one rule behind client secrets (create, rotate, reset: management API and
     Django admin), API keys (create, rotate, reveal: dashboard and commands) and disabling a client:
     no action hands its caller more than the caller holds. Operators hold everything."""
-    if caller.is_operator:
-        return
-    held = caller_holdings(caller=caller)
-    if not (carries.role_ids <= held.role_ids and carries.permissions <= held.permissions):
+    if not caller_holds(caller=caller, carries=carries):
         raise PermissionDenied(f"cannot {doing}: it carries roles or permissions you do not hold")
 
 
@@ -73,7 +72,8 @@ def user_create(
     first_name: str = "",
     last_name: str = "",
 ) -> User:
-    """Create an active user; the password must pass the configured validators."""
+    """Create an active user; the password must pass the configured validators. A name or address
+    already taken is a ValidationError on its field, even when a concurrent request took it."""
     user = User(
         username=username,
         email=email,
@@ -88,9 +88,28 @@ def user_create(
     except ValidationError as exc:
         raise ValidationError({"password": exc.error_list}) from None
     user.set_password(password)
-    user.save()
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the refusal
+            user.save()
+    except IntegrityError as exc:
+        # full_clean saw no twin, but a concurrent request wrote one since: the unique indexes
+        # (username, its keys, the e-mail's lower case) refuse it, and so do we, as full_clean would.
+        refusal = _unique_refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from None
     audit.record(audit.Action.USER_CREATED, actor=actor, target=audit.Target.user(user))
     return user
+
+
+def _unique_refusal(exc: IntegrityError) -> ValidationError | None:
+    """The ValidationError naming the field whose unique index refused a user (None: another error)."""
+    if getattr(exc.__cause__, "sqlstate", None) != UNIQUE_VIOLATION:
+        return None
+    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or ""
+    if "email" in constraint:
+        return ValidationError({"email": "A user with that email address already exists."})
+    return ValidationError({"username": "A user with this username, or one that looks the same, already exists."})
 
 
 @transaction.atomic
@@ -233,7 +252,7 @@ def role_update(
             audit.Action.ROLE_UPDATED,
             actor=actor,
             target=audit.Target.of(role),
-            client_id=role.application.client_id if role.application_id else "",
+            client_id=role.application.client_id if role.application is not None else "",
             data={"name": role.name, **changes},
         )
     return role
@@ -253,7 +272,7 @@ def role_delete(*, role_id: int, actor: audit.Actor, caller: Caller | None = Non
         audit.Action.ROLE_DELETED,
         actor=actor,
         target=audit.Target.of(role),
-        client_id=role.application.client_id if role.application_id else "",
+        client_id=role.application.client_id if role.application is not None else "",
         data={"name": role.name, "permissions": sorted(codenames)},
     )
     role.delete()
@@ -302,7 +321,7 @@ def role_grant(
             audit.Action.ROLE_GRANTED,
             actor=actor,
             target=_holder_target(user=user, group=group, client=client),
-            client_id=role.application.client_id if role.application_id else "",
+            client_id=role.application.client_id if role.application is not None else "",
             data={"role": role.name, "role_id": role.pk},
         )
     return assignment
@@ -323,6 +342,6 @@ def role_revoke(*, assignment: RoleAssignment, actor: audit.Actor, caller: Calle
         audit.Action.ROLE_REVOKED,
         actor=actor,
         target=target,
-        client_id=role.application.client_id if role.application_id else "",
+        client_id=role.application.client_id if role.application is not None else "",
         data={"role": role.name, "role_id": role.pk},
     )

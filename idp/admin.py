@@ -4,7 +4,7 @@ and shown exactly once, in the response to the save."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,9 +18,9 @@ from oauth2_provider import admin as dot_admin
 from oauth2_provider.admin import ApplicationAdmin
 
 import audit
-from accounts.models import Role, RoleAssignment
-from accounts.selectors import Caller, caller_for_person
-from accounts.services import role_grant, role_revoke
+from accounts.models import Role, RoleAssignment, User
+from accounts.selectors import Caller, caller_for_person, caller_holds
+from accounts.services import administration_kept, caller_holds_check, role_grant, role_revoke
 from idp.http.cors import origin_validate
 from idp.models import Application, Consent, SigningKey
 from idp.oauth import clients, consent, tokens
@@ -29,7 +29,7 @@ from idp.oauth import clients, consent, tokens
 def admin_caller(request: HttpRequest) -> Caller:
     """The person using the admin, as the services' caller: a superuser holds everything, other
     staff what their roles hold (so no reset of a secret carrying more than that)."""
-    return caller_for_person(user=request.user)  # type: ignore[arg-type]
+    return caller_for_person(user=cast(User, request.user))  # the admin admits only signed-in staff
 
 
 class ClientForm(forms.ModelForm):
@@ -95,9 +95,8 @@ class ServiceAccountRoleInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         # A service account sees global roles and its own client's roles, nothing else
         # (accounts.selectors.subject_access); offering another client's role would grant nothing.
-        formset.form.base_fields["role"].queryset = Role.objects.filter(
-            Q(application__isnull=True) | Q(application=obj)
-        ).select_related("application")
+        roles = Role.objects.filter(Q(application__isnull=True) | Q(application=obj)).select_related("application")
+        cast(forms.ModelChoiceField, formset.form.base_fields["role"]).queryset = roles
         return formset
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -134,17 +133,19 @@ class ClientRoleInline(admin.TabularInline):
 
 
 class ClientAdmin(ApplicationAdmin):
-    form = ClientForm
+    # DOT's ApplicationAdmin is unannotated: mypy takes the types of its own values (its form
+    # class, a tuple of two fields) for the attributes' types.
+    form = ClientForm  # type: ignore[assignment]
     list_display = ("name", "client_id", "client_type", "authorization_grant_type", "is_active", "created")
     list_filter = ("client_type", "authorization_grant_type", "is_active", "skip_authorization")
     search_fields = ("name", "client_id")
-    readonly_fields = ("client_id", "created", "updated")
+    readonly_fields = ("client_id", "created", "updated")  # type: ignore[assignment]
     fields = None
     actions = ["reset_client_secret"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = list(ClientForm.Meta.fields)
-        return ["client_id", *fields, "created", "updated", "add_client_role"] if obj else fields
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(ClientForm.Meta.fields)
+        return ("client_id", *fields, "created", "updated", "add_client_role") if obj else fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.readonly_fields, "add_client_role"] if obj else list(self.readonly_fields)
@@ -178,12 +179,47 @@ class ClientAdmin(ApplicationAdmin):
         for assignment in formset.new_objects:
             role_grant(role=assignment.role, client=formset.instance, actor=caller.actor, caller=caller)
 
+    # A client is changed or deleted only by who holds all it carries (clients.client_carries), as
+    # its secret is reset: else a change could hand it, or through it its caller, more (idp.manage
+    # added to its scopes; made public with the caller's redirect URI at a skip-consent idp.manage
+    # client, so that an administrator's code goes to the caller). "Before" is checked here, on the
+    # saved client; "after" in save_model, on the form's result, inside the admin's transaction.
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and self._holds_what_it_carries(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and self._holds_what_it_carries(request, obj)
+
+    @staticmethod
+    def _holds_what_it_carries(request: HttpRequest, obj: Application | None) -> bool:
+        if obj is None or request.user.is_superuser:
+            return True
+        return caller_holds(caller=admin_caller(request), carries=clients.client_carries(application=obj))
+
     def save_model(self, request: HttpRequest, obj: Application, form: Any, change: bool) -> None:
+        caller = admin_caller(request)
         if change:
-            super().save_model(request, obj, form, change)
+            caller_holds_check(
+                caller=caller, carries=clients.client_carries(application=obj), doing="change this client"
+            )
+            with administration_kept(caller):  # unticking is_active of the last administrator client
+                super().save_model(request, obj, form, change)
             return
-        issued = clients.client_register(application=obj, caller=admin_caller(request))
+        issued = clients.client_register(application=obj, caller=caller)
+        # Carried to response_add, which shows it once; HttpRequest declares no such attribute.
         request._issued_secret = issued.client_secret  # type: ignore[attr-defined]
+
+    def delete_model(self, request: HttpRequest, obj: Application) -> None:
+        self.delete_queryset(request, Application.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Application]) -> None:
+        caller = admin_caller(request)
+        for application in queryset:
+            caller_holds_check(
+                caller=caller, carries=clients.client_carries(application=application), doing="delete this client"
+            )
+        with administration_kept(caller):
+            queryset.delete()
 
     def response_add(self, request: HttpRequest, obj: Application, post_url_continue: Any = None) -> HttpResponse:
         secret = getattr(request, "_issued_secret", None)
@@ -266,9 +302,25 @@ class ConsentAdmin(admin.ModelAdmin):
         return False
 
 
-class AccessTokenAdmin(dot_admin.AccessTokenAdmin):
-    """DOT's token admin, with its revoke action going through tokens.tokens_revoke: audited
-    (token.revoked with the operator as actor) like every other revocation path."""
+class IssuedByTheProtocol:
+    """Tokens and codes are made by the protocol, never in admin: a row names whom it acts for and
+    with what scope, so a staff member allowed to add or edit one could point their own token at an
+    administrator. Admin lists them, and revokes tokens with the audited action; a plain delete
+    would revoke without a trace, so there is none."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AccessTokenAdmin(IssuedByTheProtocol, dot_admin.AccessTokenAdmin):
+    """DOT's token admin, read-only, with its revoke action going through tokens.tokens_revoke:
+    audited (token.revoked with the operator as actor) like every other revocation path."""
 
     @admin.action(description="Revoke selected access tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -278,7 +330,7 @@ class AccessTokenAdmin(dot_admin.AccessTokenAdmin):
         self.message_user(request, f"Revoked {revoked} access token(s).", messages.SUCCESS)
 
 
-class RefreshTokenAdmin(dot_admin.RefreshTokenAdmin):
+class RefreshTokenAdmin(IssuedByTheProtocol, dot_admin.RefreshTokenAdmin):
     @admin.action(description="Revoke selected refresh tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         revoked = tokens.tokens_revoke(
@@ -287,3 +339,31 @@ class RefreshTokenAdmin(dot_admin.RefreshTokenAdmin):
             refresh_token_ids=queryset.values_list("pk", flat=True),
         )
         self.message_user(request, f"Revoked {revoked} refresh token(s).", messages.SUCCESS)
+
+
+class GrantAdmin(IssuedByTheProtocol, dot_admin.GrantAdmin):
+    pass
+
+
+class IDTokenAdmin(IssuedByTheProtocol, dot_admin.IDTokenAdmin):
+    pass
+
+
+def on_admin_logentry(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """Every add, change and delete made in Django admin (its LogEntry), as admin.changed."""
+    if not created:
+        return
+    verbs = {1: "added", 2: "changed", 3: "deleted"}
+    audit.record(
+        audit.Action.ADMIN_CHANGED,
+        actor=audit.Actor("user", str(instance.user_id)),
+        target=audit.Target(
+            f"{instance.content_type.app_label}.{instance.content_type.model}" if instance.content_type_id else "",
+            str(instance.object_id or ""),
+        ),
+        data={
+            "change": verbs.get(instance.action_flag, str(instance.action_flag)),
+            "object": str(instance.object_repr)[:200],
+            "message": instance.get_change_message()[:500],
+        },
+    )

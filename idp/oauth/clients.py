@@ -13,6 +13,7 @@ accounts.services.caller_holds_check).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,13 +70,16 @@ def client_carries(*, application: Application, saved: bool = True) -> Holdings:
     """What a client's secret carries: every role its service account holds (for every client) with
     their permissions; when the client is registered for the management API's scope, every
     management permission (a client for idp.manage obtains tokens that administer the provider);
-    and for a resource server, reading users and roles (introspection tells whose a token is and
-    what it holds). A client not saved yet holds no role."""
+    for a resource server, reading users and roles (introspection tells whose a token is and what
+    it holds); and for a client that skips consent, reading users (it receives the profile of
+    whoever signs in to it without their being asked). A client not saved yet holds no role."""
     carried = holdings_of(client_pk=application.pk) if saved else Holdings()
     if MANAGE_SCOPE in application.scope_list:
         carried = carried | Holdings(permissions=frozenset(MANAGEMENT_PERMISSIONS))
     if application.is_resource_server:
         carried = carried | Holdings(permissions=frozenset({USERS_READ, ROLES_READ}))
+    if application.skip_authorization:
+        carried = carried | Holdings(permissions=frozenset({USERS_READ}))
     return carried
 
 
@@ -92,9 +96,9 @@ def client_create(
     client_type: str,
     grant: str,
     caller: Caller,
-    redirect_uris: list[str] = (),  # type: ignore[assignment]
-    post_logout_redirect_uris: list[str] = (),  # type: ignore[assignment]
-    scopes: list[str] = (),  # type: ignore[assignment]
+    redirect_uris: Sequence[str] = (),
+    post_logout_redirect_uris: Sequence[str] = (),
+    scopes: Sequence[str] = (),
     skip_consent: bool = False,
     require_pkce: bool = False,
     id_token_signed_response_alg: str = SigningKey.Algorithm.RS256,

@@ -12,8 +12,8 @@ flushes the session and so starts a new one.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
-from django.contrib.auth import logout
 from django.http import HttpRequest
 
 import audit
@@ -38,16 +38,14 @@ def browser_session_id_get(request: HttpRequest) -> str:
     return session_id if isinstance(session_id, str) else ""
 
 
-def session_end(request: HttpRequest, *, reason: str) -> int:
-    """Sign this browser session out: revoke every token and code issued through it (at every
-    client, audited as token.revoked) and end the Django session. Tokens of the user's other
-    sessions and devices are untouched. Returns how many tokens were revoked."""
-    revoked = 0
-    user = request.user
-    session_id = browser_session_id_get(request)
-    if user.is_authenticated and session_id:
-        revoked = user_tokens_revoke(
-            user_id=user.pk, session_id=session_id, actor=audit.Actor.user(user), reason=reason, id_tokens=True
-        )
-    logout(request)
-    return revoked
+def session_tokens_revoke(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """user_logged_out receiver: a browser session ends (the provider's "Sign out", RP-initiated
+    logout, Django admin's "Log out"): every token and code issued through it is revoked, at every
+    client, audited as token.revoked; tokens of the user's other sessions and devices stay. Django
+    sends the signal before it empties the session, so its id is still there to read."""
+    session_id = browser_session_id_get(request) if request is not None else ""
+    if user is None or not session_id:
+        return  # no session, or nothing was issued through it
+    user_tokens_revoke(
+        user_id=user.pk, session_id=session_id, actor=audit.Actor.user(user), reason="logout", id_tokens=True
+    )

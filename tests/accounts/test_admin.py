@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 import audit
-from accounts.models import Permission, Role, RoleAssignment
+from accounts.models import Permission, Role, RoleAssignment, User
 from accounts.services import role_create, role_grant
 from audit.models import AuditEvent
 from tests.factories import USER_PASSWORD, make_client, make_user
@@ -351,6 +351,18 @@ def test_a_bad_assignment_is_refused_with_a_reason(staff_browser, world, changes
     assert reply.status_code == 200, "the form again"
     assert message in reply.text
     assert RoleAssignment.objects.count() == 3
+
+
+def test_adding_a_user_named_like_another_but_for_case_is_refused_with_a_reason(staff_browser, db):
+    make_user(username="alice")
+    reply = staff_browser.submit(
+        reverse("admin:accounts_user_add"),
+        "user_form",
+        {"username": "ALICE", "password1": USER_PASSWORD, "password2": USER_PASSWORD, "_save": ""},
+    )
+    assert reply.status_code == 200, f"the form again, not {reply.status_code}"
+    assert "already exists" in reply.text
+    assert not User.objects.filter(username="ALICE").exists()
 
 
 def test_non_staff_users_are_sent_to_the_admin_login(live_server, db):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.urls import reverse
 
-from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Role, RoleAssignment
+from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment
 from accounts.selectors import Caller
 from accounts.services import role_create, role_grant
 from apikeys.models import ApiKey
@@ -127,6 +127,24 @@ def test_registering_an_idp_manage_client_follows_the_same_rule(clients_admin):
     assert Application.objects.count() == before
 
 
+def test_registering_a_client_that_skips_consent_needs_reading_users(clients_admin):
+    """A client that skips consent reads every signing-in user's profile without asking."""
+    before = Application.objects.count()
+    reply = clients_admin.api().post(
+        "/clients/",
+        {
+            "name": "silent",
+            "client_type": "confidential",
+            "grant": "authorization_code",
+            "redirect_uris": ["https://rp.example/cb"],
+            "scopes": ["openid", "profile"],
+            "skip_consent": True,
+        },
+    )
+    assert reply.status_code == 403, reply.text
+    assert Application.objects.count() == before
+
+
 # --- 1. Client secrets in Django admin --------------------------------------------------------------
 
 
@@ -137,8 +155,10 @@ def admin_browser(live_server, *, superuser: bool, django_permissions: list[str]
     user.is_staff = True
     user.is_superuser = superuser
     user.save(update_fields=["is_staff", "is_superuser"])
-    for codename in django_permissions:
-        user.user_permissions.add(DjangoPermission.objects.get(codename=codename))
+    for name in django_permissions:  # a codename, or "app_label.codename" where two apps share it
+        app_label, _, codename = name.rpartition(".")
+        found = DjangoPermission.objects.filter(codename=codename)
+        user.user_permissions.add(found.get(content_type__app_label=app_label) if app_label else found.get())
     browser = Browser(live_server.url)
     reply = browser.sign_in(reverse("admin:login") + "?next=/admin/", "login-form", user.username)
     assert reply.status_code == 302, reply.text[:500]
@@ -200,6 +220,186 @@ def test_staff_cannot_grant_themselves_a_role_in_admin(live_server, management):
         {"role": str(management.pk), "user": str(browser.user.pk), "_save": ""},
     )
     assert not RoleAssignment.objects.filter(role=management, user=browser.user).exists()
+
+
+def post_admin(browser: Browser, path: str, data: dict[str, str]) -> requests.Response:
+    """A POST as a browser would send it, for a page the staff member may not even load."""
+    referer = browser.base_url + reverse("admin:index")
+    browser.get(reverse("admin:index"))  # the CSRF cookie
+    token = browser.session.cookies.get("idp_csrf")
+    return browser.session.post(
+        browser.base_url + path,
+        data={"csrfmiddlewaretoken": token, **data},
+        headers={"Referer": referer},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+# --- 1. Users in Django admin ------------------------------------------------------------------------
+
+NEW_PASSWORD = "a brand new passphrase 77"
+
+
+@pytest.fixture
+def user_targets(management):
+    """Users a staff member holding nothing might go after, by kind."""
+    superuser = make_user(username=unique("root"))
+    superuser.is_staff = superuser.is_superuser = True
+    superuser.save(update_fields=["is_staff", "is_superuser"])
+    administrator = make_user(username=unique("admin"))
+    role_grant(role=management, user=administrator, actor=SYSTEM)
+    other_staff = make_user(username=unique("staff"))
+    other_staff.is_staff = True
+    other_staff.save(update_fields=["is_staff"])
+    reporter = make_user(username=unique("reporter"))
+    role_grant(role=role_with(["reports.read"]), user=reporter, actor=SYSTEM)
+    return {
+        "superuser": superuser,
+        "administrator": administrator,
+        "staff": other_staff,
+        "holding a role the caller lacks": reporter,
+        "plain": make_user(username=unique("plain")),
+    }
+
+
+REFUSED_TARGETS = ["superuser", "administrator", "staff", "holding a role the caller lacks"]
+
+
+@pytest.mark.parametrize("target", [*REFUSED_TARGETS, "plain"])
+def test_staff_reset_only_the_password_of_users_holding_no_more_than_them(live_server, user_targets, target):
+    browser = admin_browser(live_server, superuser=False, django_permissions=["view_user", "change_user"])
+    user = user_targets[target]
+    page = reverse("admin:auth_user_password_change", args=[user.pk])
+
+    reply = post_admin(browser, page, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"})
+
+    user.refresh_from_db()
+    if target == "plain":
+        assert reply.status_code == 302, reply.status_code
+        assert user.check_password(NEW_PASSWORD)
+    else:
+        assert reply.status_code == 403, reply.status_code
+        assert not user.check_password(NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("target", REFUSED_TARGETS)
+def test_staff_cannot_change_or_delete_users_holding_more_than_them(live_server, user_targets, target):
+    browser = admin_browser(
+        live_server, superuser=False, django_permissions=["view_user", "change_user", "delete_user"]
+    )
+    user = user_targets[target]
+
+    changed = browser.submit(
+        reverse("admin:accounts_user_change", args=[user.pk]),
+        "user_form",
+        {"username": user.username, "email": "attacker@example.com", "_save": ""},
+    )
+    deleted = post_admin(browser, reverse("admin:accounts_user_delete", args=[user.pk]), {"post": "yes"})
+    bulk = post_admin(
+        browser,
+        reverse("admin:accounts_user_changelist"),
+        {"action": "delete_selected", "_selected_action": str(user.pk), "post": "yes"},
+    )
+
+    assert (changed.status_code, deleted.status_code) == (403, 403)
+    assert bulk.status_code in (200, 403), bulk.status_code
+    user.refresh_from_db()
+    assert user.email != "attacker@example.com"
+
+
+def test_a_superuser_still_changes_anyone(live_server, user_targets):
+    browser = admin_browser(live_server, superuser=True)
+    user = user_targets["administrator"]
+    page = reverse("admin:auth_user_password_change", args=[user.pk])
+    reply = post_admin(browser, page, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"})
+    assert reply.status_code == 302, reply.status_code
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+
+
+# --- 1. Clients in Django admin ----------------------------------------------------------------------
+
+
+def scopes_of(application: Application) -> str:
+    return Application.objects.values_list("allowed_scopes", flat=True).get(pk=application.pk)
+
+
+@pytest.fixture
+def clients_staff(live_server, management):
+    """Staff who may change and delete clients in admin and hold the clients' permissions, no more."""
+    browser = admin_browser(
+        live_server,
+        superuser=False,
+        django_permissions=["view_application", "change_application", "delete_application"],
+    )
+    role_grant(role=role_with(CLIENTS_ADMIN), user=browser.user, actor=SYSTEM)
+    return browser
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"allowed_scopes": "openid profile idp.manage"}, "idp.manage carries every management permission"),
+        ({"is_resource_server": "on"}, "introspection reads users and roles"),
+        ({"skip_authorization": "on"}, "skipping consent reads profiles without asking"),
+    ],
+)
+def test_staff_cannot_make_a_client_carry_more_than_they_hold(clients_staff, changes, why):
+    application = make_client(scopes=["openid", "profile"]).application
+    page = reverse("admin:idp_application_change", args=[application.pk])
+
+    reply = clients_staff.submit(page, "application_form", {**changes, "_save": ""})
+
+    assert reply.status_code == 403, (why, reply.status_code)
+    application.refresh_from_db()
+    assert scopes_of(application) == "openid profile"
+    assert not application.is_resource_server
+    assert not application.skip_authorization
+
+
+def test_staff_may_change_a_client_carrying_nothing_more_than_they_hold(clients_staff):
+    application = make_client(scopes=["openid", "profile"]).application
+    page = reverse("admin:idp_application_change", args=[application.pk])
+    reply = clients_staff.submit(page, "application_form", {"name": "renamed", "_save": ""})
+    assert reply.status_code == 302, reply.status_code
+    application.refresh_from_db()
+    assert application.name == "renamed"
+
+
+def test_staff_cannot_reroute_or_delete_a_client_carrying_more_than_they_hold(clients_staff):
+    """Made public with the attacker's redirect URI, a skip-consent idp.manage client would hand
+    them an administrator's code."""
+    console = make_client(scopes=["openid", "idp.manage"], skip_consent=True).application
+    page = reverse("admin:idp_application_change", args=[console.pk])
+    redirects = f"{console.redirect_uris} https://attacker.example/cb"
+
+    changed = clients_staff.submit(
+        page, "application_form", {"client_type": "public", "redirect_uris": redirects, "_save": ""}
+    )
+    deleted = post_admin(clients_staff, reverse("admin:idp_application_delete", args=[console.pk]), {"post": "yes"})
+
+    assert (changed.status_code, deleted.status_code) == (403, 403)
+    console.refresh_from_db()
+    assert console.client_type == "confidential"
+    assert "attacker" not in console.redirect_uris
+
+
+def test_the_last_administrator_client_can_be_neither_switched_off_nor_deleted_in_admin(
+    live_server, privileged_machine
+):
+    browser = admin_browser(live_server, superuser=True)
+    application = privileged_machine.application
+    page = reverse("admin:idp_application_change", args=[application.pk])
+    fields = dict(read_form(browser.get(page).text, "application_form"))
+    assert fields.get("is_active") == "on"
+
+    switched_off = post_admin(browser, page, {**{k: v for k, v in fields.items() if k != "is_active"}, "_save": ""})
+    deleted = post_admin(browser, reverse("admin:idp_application_delete", args=[application.pk]), {"post": "yes"})
+
+    assert (switched_off.status_code, deleted.status_code) == (403, 403)
+    application.refresh_from_db()
+    assert application.is_active
 
 
 # --- 2. Machine keys on the dashboard ---------------------------------------------------------------
@@ -351,3 +551,83 @@ def test_the_admin_role_cannot_be_deleted_in_admin(live_server, management):
     browser.submit(reverse("admin:accounts_role_delete", args=[management.pk]), None, {"post": "yes"})
     assert Role.objects.filter(name=ADMIN_ROLE, application__isnull=True).exists()
     assert set(management.permissions.values_list("codename", flat=True)) >= set(MANAGEMENT_PERMISSIONS)
+
+
+@pytest.mark.parametrize("codename", sorted(MANAGEMENT_PERMISSIONS))
+def test_a_management_permission_cannot_be_deleted_in_admin(live_server, sole_admin, codename):
+    browser = admin_browser(live_server, superuser=True)
+    permission = Permission.objects.get(codename=codename)
+
+    reply = post_admin(browser, reverse("admin:accounts_permission_delete", args=[permission.pk]), {"post": "yes"})
+
+    assert reply.status_code == 403, reply.status_code
+    assert Permission.objects.filter(codename=codename).exists()
+
+
+@pytest.mark.parametrize("holds", [False, True])
+def test_staff_delete_only_a_permission_they_hold(live_server, management, holds):
+    browser = admin_browser(
+        live_server, superuser=False, django_permissions=["accounts.view_permission", "accounts.delete_permission"]
+    )
+    held = role_with(["reports.read"])  # the permission, held by a role
+    if holds:
+        role_grant(role=held, user=browser.user, actor=SYSTEM)
+    permission = Permission.objects.get(codename="reports.read")
+
+    reply = post_admin(browser, reverse("admin:accounts_permission_delete", args=[permission.pk]), {"post": "yes"})
+
+    assert reply.status_code == (302 if holds else 403), reply.status_code
+    assert Permission.objects.filter(pk=permission.pk).exists() is not holds
+
+
+# --- Tokens are issued by the protocol, never written in admin ----------------------------------
+
+
+@pytest.mark.parametrize("model", ["accesstoken", "refreshtoken", "grant", "idtoken"])
+def test_staff_cannot_add_or_rewrite_tokens_in_admin(live_server, signing_key, model):
+    """A token row names whom it acts for: a staff member allowed to edit one could point their
+    own token at an administrator. Tokens and codes come from the protocol; admin lists them and
+    revokes them, nothing else."""
+    from django.contrib.auth.models import Permission as DjangoPermission
+
+    from idp.models import AccessToken, Grant, IDToken, RefreshToken
+    from tests.conftest import REDIRECT_URI
+    from tests.relying_party import RelyingParty
+
+    issued = make_client(redirect_uris=[REDIRECT_URI])
+    rp = RelyingParty(live_server.url, issued.application.client_id, issued.client_secret, REDIRECT_URI)
+    staff = make_user(username=unique("tokenstaff"))
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    for action in ("view", "add", "change", "delete"):
+        staff.user_permissions.add(DjangoPermission.objects.get(codename=f"{action}_{model}"))
+    result = rp.authorize(
+        username=staff.username, password="correct horse battery staple", scope="openid offline_access"
+    )
+    rp.exchange(result)
+    victim = make_user(username=unique("victim"))
+    row = {"accesstoken": AccessToken, "refreshtoken": RefreshToken, "grant": Grant, "idtoken": IDToken}[
+        model
+    ].objects.get()
+
+    browser = admin_browser_for(live_server, staff)
+    assert browser.get(reverse(f"admin:idp_{model}_add")).status_code == 403
+    change = reverse(f"admin:idp_{model}_change", args=[row.pk])
+    reply = browser.session.post(
+        browser.base_url + change,
+        data={"user": str(victim.pk), "csrfmiddlewaretoken": browser.session.cookies.get("idp_csrf")},
+        headers={"Referer": browser.base_url + change},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert reply.status_code == 403
+    row.refresh_from_db()
+    assert row.user_id == staff.pk
+
+
+def admin_browser_for(live_server, user) -> Browser:
+    browser = Browser(live_server.url)
+    reply = browser.sign_in(reverse("admin:login") + "?next=/admin/", "login-form", user.username)
+    assert reply.status_code == 302, reply.text[:300]
+    browser.user = user
+    return browser

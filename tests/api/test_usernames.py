@@ -1,13 +1,18 @@
 """One person, one name: usernames are unique ignoring case and Unicode compatibility forms, a name
-mixing scripts to look like another is refused, and so is one that is another's look-alike in
-another script; e-mail addresses are unique ignoring case. Through the management API, the
-service (which the admin and the commands call) and the database itself."""
+mixing scripts to look like another is refused, and so is one that is another's look-alike, in its
+own script or another; e-mail addresses are unique ignoring case, even when two requests race.
+Through the management API, the service (which the admin and the commands call) and the database
+itself."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models.signals import pre_save
 
 import audit
 from accounts.models import User
@@ -31,6 +36,10 @@ def existing(db):
         ("\u0430lice", "a Cyrillic a beside Latin letters"),
         ("\uff41lice", "fullwidth a, the same after NFKC"),
         ("\u0430\u04c0\u0456\u0441\u0435", "all Cyrillic (a palochka for the l), looks like alice"),
+        ("aIice", "a capital I for the l"),
+        ("a1ice", "a digit one for the l"),
+        ("\u0251lice", "a Latin alpha for the a"),
+        ("al\u0131ce", "a dotless i"),
     ],
 )
 def test_a_look_alike_of_an_existing_username_is_refused_by_the_api(admin, existing, username, why):
@@ -46,6 +55,68 @@ def test_an_email_address_is_unique_ignoring_case(admin, existing, email):
     reply = admin.api().post("/users/", {"username": "alice2", "email": email, "password": PASSWORD})
     assert reply.status_code == 400, reply.text
     assert not User.objects.filter(username="alice2").exists()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("all", "AII"),
+        ("all", "A11"),
+        ("bob", "B0B"),
+        ("alice", "ALICE"),
+        ("alice", "\u0251l\u0131ce"),
+    ],
+)
+def test_names_that_look_alike_in_any_case_are_one_name(db, first, second):
+    user_create(username=first, email="", password=PASSWORD, actor=SYSTEM)
+    with pytest.raises(ValidationError) as refused:
+        user_create(username=second, email="", password=PASSWORD, actor=SYSTEM)
+    assert "username" in refused.value.message_dict
+    assert User.objects.count() == 1
+
+
+def test_names_that_differ_visibly_stay_distinct(db):
+    for username in ("all", "ali", "alice", "alicia", "m", "\u0430\u043b\u0438\u0441\u0430"):
+        user_create(username=username, email="", password=PASSWORD, actor=SYSTEM)
+    assert User.objects.count() == 6
+
+
+@contextmanager
+def written_meanwhile(*, when_saving: str, **twin: str) -> Iterator[None]:
+    """Another request's user, written after user_create's checks and before its INSERT, as two
+    concurrent requests race: created when the named user is about to be saved."""
+
+    def write(sender: type[User], instance: User, **kwargs: object) -> None:
+        if instance.username == when_saving and instance.pk is None:
+            User.objects.create(**twin)
+
+    pre_save.connect(write, sender=User, dispatch_uid="written_meanwhile")
+    try:
+        yield
+    finally:
+        pre_save.disconnect(sender=User, dispatch_uid="written_meanwhile")
+
+
+RACES = [
+    ("username", {"username": "Carol", "email": "other@example.com"}),
+    ("email", {"username": "someone", "email": "CAROL@example.com"}),
+]
+
+
+@pytest.mark.parametrize(("field", "twin"), RACES)
+def test_a_twin_written_concurrently_is_a_validation_error_of_its_field(db, field, twin):
+    with written_meanwhile(when_saving="carol", **twin), pytest.raises(ValidationError) as refused:
+        user_create(username="carol", email="carol@example.com", password=PASSWORD, actor=SYSTEM)
+    assert list(refused.value.message_dict) == [field]
+
+
+@pytest.mark.parametrize(("field", "twin"), RACES)
+def test_a_twin_written_concurrently_is_a_400_from_the_api(admin, field, twin):
+    with written_meanwhile(when_saving="carol", **twin):
+        reply = admin.api().post("/users/", {"username": "carol", "email": "carol@example.com", "password": PASSWORD})
+    assert reply.status_code == 400, reply.text
+    assert error_of(reply) == "invalid_request"
+    assert not User.objects.filter(username="carol").exists()
 
 
 def test_a_mixed_script_name_is_refused_even_without_a_twin(db):

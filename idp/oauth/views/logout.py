@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -27,7 +28,7 @@ from oauthlib.common import add_params_to_uri
 from idp.http.policy import endpoint
 from idp.models import Application
 from idp.oauth import tokens
-from idp.oauth.sessions import browser_session_id_get, session_end
+from idp.oauth.sessions import browser_session_id_get
 
 
 @endpoint(single_valued_params=True)
@@ -38,7 +39,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
     - It ends only the browser session it is asked in, and only when that session's user confirms
       on a CSRF-protected POST. The question is skipped only for an id_token_hint that names this
       very session (its sid) and user, is unexpired, and was issued to the client that asks.
-    - Ending the session revokes what was issued through it (session_end), nothing else: the
+    - Ending the session revokes what was issued through it (idp.oauth.sessions), nothing else: the
       user's other sessions and devices keep their tokens.
     - A hint alone (no session cookie, an expired or a foreign hint) revokes nothing; a valid
       signature still names the client whose registered post_logout_redirect_uri may be used.
@@ -55,7 +56,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
         if not request.user.is_authenticated:
             return self._finish(application, redirect_uri, state)  # no session here: nothing to end
         if self._names_this_session(hint, application):
-            session_end(request, reason="logout")
+            logout(request)  # idp.oauth.sessions revokes what the session issued
             return self._finish(application, redirect_uri, state)
         self.oidc_data = {**params, "state": state}
         context = self.get_context_data(form=self.get_form(self.get_form_class()), application=application)
@@ -69,7 +70,7 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
             if self.request.user.is_authenticated:
                 if not data.get("allow"):
                     raise LogoutDenied()
-                session_end(self.request, reason="logout")
+                logout(self.request)  # and what the session issued (idp.oauth.sessions)
         except OIDCError as error:
             return self.error_response(error)
         return self._finish(application, params["post_logout_redirect_uri"], data.get("state"))
@@ -120,9 +121,5 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
 @endpoint()
 @method_decorator(never_cache, name="dispatch")
 class SignOutView(auth_views.LogoutView):
-    """The provider's own "Sign out" (POST, CSRF-protected): the browser session ends, and so do
-    the tokens issued through it, as with RP-initiated logout."""
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        session_end(request, reason="logout")
-        return super().post(request, *args, **kwargs)
+    """The provider's own "Sign out" (POST, CSRF-protected): the browser session ends, and the
+    tokens issued through it with it (idp.oauth.sessions), as with RP-initiated logout."""

@@ -3,9 +3,10 @@ Every launch of the web server passes it (`--config deploy/gunicorn.conf.py`: Pr
 docker-compose.yml); the flags stay on the command lines, where they are read.
 
 Each worker process counts its requests in its own files in PROMETHEUS_MULTIPROC_DIR, and the
-scrape of /metrics, answered by whichever worker, sums every file there (idp.ops.metrics). The
-directory therefore belongs to one server: an operator may name it; otherwise each server makes
-its own and removes it on exit.
+scrape of /metrics, answered by whichever worker, sums every file there (idp.ops.metrics); so does
+the activity overview, which says since when (IDP_GUNICORN_STARTED_AT). The directory therefore
+belongs to one server: an operator may name it; otherwise each server makes its own and removes it
+on exit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from gunicorn.http import wsgi as gunicorn_wsgi
@@ -51,6 +53,8 @@ def on_starting(server: Any) -> None:
     os.makedirs(directory, exist_ok=True)
     for path in glob.glob(os.path.join(directory, "*.db")):
         os.remove(path)
+    # The counts start now; the workers, forked later, inherit it (idp.ops.metrics.counting_since).
+    os.environ["IDP_GUNICORN_STARTED_AT"] = str(time.time())
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -9,8 +9,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from idp.ops.activity import refusal_note
-
 
 class LockoutBackend(AxesStandaloneBackend):
     """Axes' lockout check for every sign-in that comes with a request (the sign-in page, the
@@ -28,7 +26,6 @@ class LockoutBackend(AxesStandaloneBackend):
 def signin_locked_out(request: HttpRequest, original_response: HttpResponse | None, credentials: Any) -> HttpResponse:
     """The answer to a locked-out sign-in (AXES_LOCKOUT_CALLABLE): one page and status whether
     the username is an account or not, so a lockout reveals nothing about accounts."""
-    refusal_note()  # a 429 like the rate limits': the activity overview counts them together
     response = render(request, "registration/locked_out.html", status=429)
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     response["Cache-Control"] = "no-store"

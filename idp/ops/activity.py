@@ -1,42 +1,36 @@
 """The activity overview (/dashboard/activity/, idp.pages.dashboard.ActivityView): the last 24 hours per
-UTC hour, the latest alerts and the keys due for rotation; and the hourly counter of 429s it reads.
+UTC hour, two totals only Prometheus keeps, the latest alerts and the keys due for rotation.
 
-Where each number comes from:
-- tokens issued and failed sign-ins: the audit table, the source of truth (token.issued plus
-  token.refreshed, every grant that issued a token; login.failed), in one grouped query;
-- 429s: nothing else records them, so every refusal (the rate limits, idp.http.ratelimit, and the
-  sign-in lockout page, idp.http.lockout) increments an hourly counter here;
-- API-key uses: apikeys' hourly counter (apikeys.selectors.apikey_uses_by_hour).
-Both counters live in the default cache, which is Redis wherever more than one process runs
-(production refuses anything else), so every process counts into, and reads, the same numbers.
+Each number is read from the one store that holds its kind of fact:
+- tokens issued, failed sign-ins and lockouts are security facts, rows of the audit table
+  (token.issued plus token.refreshed, every grant that issued a token; login.failed;
+  login.locked_out): hour by hour over the last 24 hours, in one grouped query;
+- 429 responses and API-key uses are counts, kept by Prometheus only (idp_http_requests_total by
+  status, which every refused request is, and idp_apikey_uses_total). A web server holds no
+  history of them: the page shows this server's totals since it started, read from the same
+  multiprocess registry its /metrics serves (idp.ops.metrics.counter_values); the hourly history
+  is Prometheus's, and the page names the query.
 """
 
 from __future__ import annotations
 
-import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
 from django.db.models import Count
 from django.db.models.functions import TruncHour
-from django.utils import timezone
-from redis.exceptions import RedisError
 
 import audit
-from apikeys.selectors import apikey_uses_by_hour, apikeys_rotation_upcoming
+from apikeys.selectors import apikeys_rotation_upcoming
 from audit.models import AuditEvent
 from idp.models import SigningKey
-
-log = logging.getLogger("idp.ops.activity")
+from idp.ops.metrics import counter_values, counting_since
 
 HOUR = timedelta(hours=1)
 HOURS_SHOWN = 24
-# An hour's counter outlives the 24 hours shown by a margin, then Redis drops it.
-REFUSAL_COUNTER_TTL_SECONDS = 26 * 3600
 # Keys are listed once their rotation is this close (overdue ones first).
 ROTATION_WINDOW = timedelta(days=7)
 LATEST_ALERTS = 10
@@ -52,51 +46,10 @@ ALERT_ACTIONS: tuple[str, ...] = (
 _AUDIT_SERIES: dict[str, tuple[str, ...]] = {
     "tokens": (audit.Action.TOKEN_ISSUED, audit.Action.TOKEN_REFRESHED),
     "failed_signins": (audit.Action.LOGIN_FAILED,),
+    "lockouts": (audit.Action.LOGIN_LOCKED_OUT,),
 }
-
-
-# --- The 429 counter ---------------------------------------------------------------------------
-
-
-def refusal_counter_key(moment: datetime) -> str:
-    """The cache key of the hourly 429 counter holding `moment`."""
-    return f"idp:activity:429:{moment.astimezone(UTC):%Y%m%d%H}"
-
-
-def refusal_note(*, now: datetime | None = None) -> None:
-    """Count one 429 in its UTC hour: one INCR and EXPIRE, pipelined, on the refusal path only.
-    Never raises: when Redis cannot be reached the refusal goes uncounted and a warning is
-    logged, as the limiter does with its own storage."""
-    counter = refusal_counter_key(now or timezone.now())
-    backend = caches["default"]
-    try:
-        if isinstance(backend, RedisCache):
-            # Django's cache API has no pipeline; its client (the backend's private _cache, which
-            # keeps the connection pool) takes INCR and EXPIRE as one MULTI/EXEC round trip. The
-            # key is made as the cache makes it, so cache.get_many reads it back.
-            key = backend.make_and_validate_key(counter)
-            pipe = backend._cache.get_client(key, write=True).pipeline()
-            pipe.incr(key)
-            pipe.expire(key, REFUSAL_COUNTER_TTL_SECONDS)
-            pipe.execute()
-        else:  # the development default's in-process cache: one process, nothing to share
-            backend.add(counter, 0, REFUSAL_COUNTER_TTL_SECONDS)
-            backend.incr(counter)
-    except (RedisError, ValueError):  # ValueError: the in-process counter expired between add and incr
-        log.warning("429 not counted: the cache is unavailable", exc_info=True)
-
-
-def _refusals_by_hour(hours: list[datetime]) -> list[int] | None:
-    keys = [refusal_counter_key(hour) for hour in hours]
-    try:
-        found = cache.get_many(keys)
-    except RedisError:
-        log.warning("429 counters unavailable", exc_info=True)
-        return None
-    return [int(found.get(key, 0)) for key in keys]
-
-
-# --- The overview --------------------------------------------------------------------------------
+REQUESTS_METRIC = "idp_http_requests"
+APIKEY_USES_METRIC = "idp_apikey_uses"
 
 
 @dataclass(frozen=True)
@@ -107,14 +60,12 @@ class HourCount:
 
 @dataclass(frozen=True)
 class HourlySeries:
-    """One measure per UTC hour over the last 24 hours, oldest first, hours without any at 0.
-    Not available when its store could not be read: then the counts are unknown, not zero."""
+    """One audited measure per UTC hour over the last 24 hours, oldest first, hours without any at 0."""
 
     key: str
     title: str
     source: str
     buckets: tuple[HourCount, ...]
-    is_available: bool = True
 
     @property
     def total(self) -> int:
@@ -124,6 +75,19 @@ class HourlySeries:
     def peak(self) -> HourCount:
         """The busiest hour; the latest of equals, so an all-zero series names the current hour."""
         return max(reversed(self.buckets), key=lambda bucket: bucket.count)
+
+
+@dataclass(frozen=True)
+class CounterTotal:
+    """A count only Prometheus keeps: this web server's total since it started. It has no hourly
+    history here; Prometheus has, by history_query."""
+
+    key: str
+    title: str
+    source: str
+    history_query: str
+    total: int
+    by_route: tuple[tuple[str, int], ...] = ()  # URL route and its share, the largest first
 
 
 @dataclass(frozen=True)
@@ -150,6 +114,8 @@ class DueKey:
 class ActivityOverview:
     now: datetime
     series: tuple[HourlySeries, ...]
+    totals: tuple[CounterTotal, ...]
+    totals_since: datetime  # when this web server started counting them
     alerts: tuple[Alert, ...]
     signing_keys_due: tuple[DueKey, ...]
     apikeys_due: tuple[DueKey, ...]
@@ -164,9 +130,7 @@ def activity_hours(*, now: datetime) -> list[datetime]:
     return [current - HOUR * back for back in range(HOURS_SHOWN - 1, -1, -1)]
 
 
-def _series(key: str, title: str, source: str, hours: list[datetime], counts: list[int] | None) -> HourlySeries:
-    if counts is None:
-        return HourlySeries(key, title, source, tuple(HourCount(hour, 0) for hour in hours), is_available=False)
+def _series(key: str, title: str, source: str, hours: list[datetime], counts: list[int]) -> HourlySeries:
     return HourlySeries(
         key, title, source, tuple(HourCount(hour, count) for hour, count in zip(hours, counts, strict=True))
     )
@@ -262,10 +226,40 @@ def _apikeys_due(*, now: datetime) -> tuple[tuple[DueKey, ...], bool]:
     return due, len(keys) > API_KEYS_DUE_SHOWN
 
 
+def _prometheus_totals() -> tuple[CounterTotal, ...]:
+    """The 429s by route and the API-key uses, as this server's /metrics has them: no network call,
+    one read of the metrics files (or of this process's registry, outside gunicorn)."""
+    values = counter_values(REQUESTS_METRIC, APIKEY_USES_METRIC)
+    refused: Counter[str] = Counter()
+    for labels, value in values[REQUESTS_METRIC]:
+        if labels.get("status") == "429" and value:
+            refused[labels.get("endpoint", "")] += int(value)
+    return (
+        CounterTotal(
+            key="rate_limited",
+            title="429 responses",
+            source=(
+                'Prometheus: idp_http_requests_total{status="429"}, every request refused by a rate limit '
+                "or by a sign-in lockout, by URL route."
+            ),
+            history_query='sum by (endpoint) (increase(idp_http_requests_total{status="429"}[1h]))',
+            total=sum(refused.values()),
+            by_route=tuple(sorted(refused.items(), key=lambda item: (-item[1], item[0]))),
+        ),
+        CounterTotal(
+            key="apikey_uses",
+            title="API key uses",
+            source="Prometheus: idp_apikey_uses_total, API calls and introspections with an API key that verified.",
+            history_query="sum(increase(idp_apikey_uses_total[1h]))",
+            total=int(sum(value for _, value in values[APIKEY_USES_METRIC])),
+        ),
+    )
+
+
 def activity_overview(*, now: datetime) -> ActivityOverview:
     """Everything the activity page shows, at `now`. A fixed number of reads whatever the data:
-    one grouped audit query, one MGET per counter, one query each for alerts (plus their users)
-    and for each kind of key due."""
+    one grouped audit query, one read of this server's metrics, one query each for alerts (plus
+    their users) and for each kind of key due."""
     hours = activity_hours(now=now)
     audited = _audit_counts(hours)
     apikeys_due, has_more = _apikeys_due(now=now)
@@ -287,20 +281,15 @@ def activity_overview(*, now: datetime) -> ActivityOverview:
                 audited["failed_signins"],
             ),
             _series(
-                "rate_limited",
-                "429 responses",
-                "Hourly counter in Redis: requests refused by a rate limit or by a sign-in lockout.",
+                "lockouts",
+                "Sign-in lockouts",
+                "Audit log: login.locked_out, one per lockout started by repeated failed sign-ins.",
                 hours,
-                _refusals_by_hour(hours),
-            ),
-            _series(
-                "apikey_uses",
-                "API key uses",
-                "Hourly counter in Redis: API calls and introspections with a valid API key.",
-                hours,
-                apikey_uses_by_hour(hours=hours),
+                audited["lockouts"],
             ),
         ),
+        totals=_prometheus_totals(),
+        totals_since=counting_since(),
         alerts=_latest_alerts(),
         signing_keys_due=_signing_keys_due(now=now),
         apikeys_due=apikeys_due,

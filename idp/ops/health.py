@@ -1,4 +1,4 @@
-"""Readiness: can this process serve requests now? (GET /readyz, idp.pages.views.readyz; /healthz only
+"""Readiness: can this process serve requests now? (GET /readyz, idp.ops.views.readyz; /healthz only
 says the process answers.)
 
 Each check answers for itself, and a failed check is named but never explained to the caller: the
@@ -11,6 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
@@ -18,11 +19,17 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from idp.keys.signing import signing_key_active
 from idp.models import SigningKey
-from idp.ops.metrics import redis_for
 
 log = logging.getLogger("idp.ops.health")
 
 Migration = tuple[str, str]
+
+
+@functools.cache
+def redis_for(url: str) -> redis.Redis:
+    """A client of the Redis at `url` with short timeouts (a readiness probe must answer quickly),
+    one connection pool per process (redis-py opens a new pool in a forked child by itself)."""
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
 def _database() -> None:

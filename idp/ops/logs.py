@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import LazyObject, empty
+from structlog.typing import EventDict, WrappedLogger
 
+from accounts.credentials import COMPACT_JWT
+from apikeys.keyformat import KEY_HEAD
 from audit.context import current as request_context
 
 # A path is whatever the client asked for, up to gunicorn's request-line limit (8190): enough to
@@ -67,9 +70,11 @@ def _request_user_id(request: HttpRequest) -> Any:
     than costing a session and a user query here."""
     user = getattr(request, "user", None)
     if isinstance(user, LazyObject):
-        if user._wrapped is empty:
+        # The object once resolved, `empty` until then (django-stubs does not declare _wrapped).
+        wrapped = cast(Any, user)._wrapped
+        if wrapped is empty:
             return None
-        user = user._wrapped
+        user = wrapped
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return user.pk
@@ -114,7 +119,7 @@ class RequestLogMiddleware:
 # --- Rendering ---------------------------------------------------------------------------------
 
 
-def _add_request_id(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     request_id = request_context().request_id
     if request_id:
         event_dict.setdefault("request_id", request_id)
@@ -144,18 +149,18 @@ _SECRET_KEYS = frozenset(
 # Opaque tokens, codes and client secrets look like any random string; those are kept out by never
 # logging them (settings.LOGGING holds the libraries that would at DEBUG).
 _SECRET_SHAPES = re.compile(
-    r"(idpk_[0-9A-Za-z]{12}_)[0-9A-Za-z]+"
-    r"|\beyJ[\w-]*\.[\w-]+\.[\w-]*"
-    r"|\b((?i:bearer|basic)\s+)[\w.~+/=-]{8,}"
+    rf"(?P<key_head>{KEY_HEAD})[0-9A-Za-z]+"  # the key's head (prefix and public id) is kept
+    rf"|\b{COMPACT_JWT}"
+    r"|\b(?P<scheme>(?i:bearer|basic)\s+)[\w.~+/=-]{8,}"
 )
 
 
 def _scrub(match: re.Match[str]) -> str:
-    kept = match.group(1) or match.group(2) or ""
+    kept = match.group("key_head") or match.group("scheme") or ""
     return kept + REDACTED
 
 
-def _redact(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """A last defence: whatever a line holds (a message, a path, a traceback), no secret shape
     survives it."""
     for key, value in event_dict.items():
@@ -169,7 +174,7 @@ def _redact(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[s
 _LEADING = ("time", "level", "logger", "event", "request_id")
 
 
-def _leading_fields_first(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _leading_fields_first(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """When, how bad, where from and what first: a person reading a line sees those before the rest."""
     ordered = {key: event_dict.pop(key) for key in _LEADING if key in event_dict}
     ordered.update(event_dict)

@@ -1,19 +1,22 @@
-"""Prometheus metrics, scraped at GET /metrics (idp.pages.views.metrics).
+"""Prometheus metrics: every count is prometheus_client's, in the process where the event happens.
 
-Processes must agree on every number, so nothing here is one process's memory alone:
+- Web processes (gunicorn) count requests, tokens, introspections, sign-in failures and lockouts,
+  API-key uses and the rotations made from the dashboard or the API. Each gunicorn worker writes
+  its own files in PROMETHEUS_MULTIPROC_DIR (deploy/gunicorn.conf.py); GET /metrics
+  (idp.ops.views.metrics), answered by whichever worker, sums every file there. Counting costs no
+  network call.
+- Celery workers count task outcomes, queue lag and the scheduled rotations the same way: the
+  worker's main process and its prefork pool processes write files in a directory of the worker's
+  own (idp.celery), and the main process serves their sum on IDP_WORKER_METRICS_PORT
+  (worker_metrics_serve). Beat only publishes: it counts nothing.
+- The broker's queue lengths are read at scrape time through kombu's public API (a passive
+  queue_declare), so a queue nobody consumes shows, which lag measured when a task starts cannot.
 
-- What only a web process does (serve a request, issue a token, answer an introspection, refuse a
-  sign-in) is counted by that process in prometheus_client's metrics. Under gunicorn they live in
-  files, one set per worker, in PROMETHEUS_MULTIPROC_DIR (deploy/gunicorn.conf.py); a scrape
-  answered by any worker sums all of them. Counting costs no network call.
-- What happens in Celery workers, beat and commands as well (key rotations, task outcomes and
-  queue lag) is counted in one Redis hash (REDIS_URL) that every process increments and the
-  scrape reads (SharedCollector). These events are rare: a round trip each costs nothing.
-- The backlog (queue length, age of the oldest waiting message) is read from the broker at
-  scrape time, so a queue nobody consumes shows, which lag measured when a task starts cannot.
+Security facts (who got a token, whose sign-in failed, which key rotated) are the audit table's;
+the counters here count them once their audit row commits, for rates and alerts.
 
 Label values are bounded by code: URL routes (never raw paths), registered task names, known
-grants and algorithms.
+grants, algorithms and triggers.
 """
 
 from __future__ import annotations
@@ -21,25 +24,26 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.urls import resolve
+from kombu.exceptions import ChannelError, OperationalError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.utils import floatToGoString
 
 from audit.context import client_ip
 
@@ -49,18 +53,23 @@ log = logging.getLogger("idp.ops.metrics")
 disable_created_metrics()
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
-# A scrape, a task outcome or a rotation must never wait on an unreachable Redis for long.
-_REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
-_SHARED_KEY = "idp:metrics"
 PUBLISHED_AT_HEADER = "idp_published_at"
+# Set by deploy/gunicorn.conf.py when the server starts and empties the metrics directory.
+GUNICORN_STARTED_AT = "IDP_GUNICORN_STARTED_AT"
+_PROCESS_STARTED_AT = time.time()
+# A scrape must never wait long on an unreachable broker.
+_BROKER_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 _TOKEN_MAX = 512
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _GRANTS = ("authorization_code", "client_credentials", "refresh_token")
+_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
-# --- Counted by the web process that served the request ---------------------------------------------
+# --- Counted by the process the event happens in ---------------------------------------------------
 
 # Seconds; the token endpoint hashes a client secret (HMAC) and the sign-in page a password (Argon2).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+# Seconds a task waited: from a busy moment's queue to a worker gone for an hour.
+_LAG_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, float("inf"))
 
 HTTP_REQUESTS = Counter(
     "idp_http_requests",
@@ -77,114 +86,54 @@ TOKENS_ISSUED = Counter("idp_tokens_issued", "Access tokens issued, by grant typ
 INTROSPECTIONS = Counter("idp_introspections", "Introspection answers to authenticated clients, by result.", ["result"])
 SIGNIN_FAILURES = Counter("idp_signin_failures", "Sign-ins refused for a wrong username or password.")
 SIGNIN_LOCKOUTS = Counter("idp_signin_lockouts", "Lockouts started by repeated failed sign-ins.")
+SIGNING_KEY_ROTATIONS = Counter(
+    "idp_signing_key_rotations", "Signing keys that became active, by algorithm.", ["algorithm"]
+)
+APIKEY_ROTATIONS = Counter("idp_apikey_rotations", "API keys rotated, by trigger (scheduled or manual).", ["trigger"])
+CELERY_TASKS = Counter(
+    "idp_celery_tasks", "Celery task executions, by task and outcome (success, failure, retry).", ["task", "outcome"]
+)
+CELERY_QUEUE_LAG = Histogram(
+    "idp_celery_queue_lag_seconds",
+    "Seconds a task waited in its queue before a worker started it (from its eta when it has one).",
+    ["queue"],
+    buckets=_LAG_BUCKETS,
+)
 
 # Known label values start at zero, so rate() and alerts see the series before the first event.
 for _grant in (*_GRANTS, "other"):
     TOKENS_ISSUED.labels(grant=_grant)
 for _result in ("active", "inactive"):
     INTROSPECTIONS.labels(result=_result)
+for _algorithm in (*_ALGORITHMS, "other"):
+    SIGNING_KEY_ROTATIONS.labels(algorithm=_algorithm)
+for _trigger in ("scheduled", "manual"):
+    APIKEY_ROTATIONS.labels(trigger=_trigger)
 
 
 def introspection_counted(*, active: bool) -> None:
     INTROSPECTIONS.labels(result="active" if active else "inactive").inc()
 
 
-# --- Counted in Redis, by whichever process it happens in ------------------------------------------
+# --- What a scrape reads -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SharedMetric:
-    name: str
-    documentation: str
-    labelnames: tuple[str, ...]
-    buckets: tuple[float, ...] = ()  # a histogram when given; +Inf is implied
+class _ThisProcess:
+    """The default registry of a process without PROMETHEUS_MULTIPROC_DIR (runserver, tests)."""
 
-    def field(self, part: str, labels: tuple[str, ...]) -> str:
-        return json.dumps([self.name, part, *labels])
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
 
 
-SIGNING_KEY_ROTATIONS = SharedMetric(
-    "idp_signing_key_rotations", "Signing keys that became active, by algorithm.", ("algorithm",)
-)
-APIKEY_ROTATIONS = SharedMetric(
-    "idp_apikey_rotations", "API keys rotated, by trigger (scheduled or manual).", ("trigger",)
-)
-CELERY_TASKS = SharedMetric(
-    "idp_celery_tasks", "Celery task executions, by task and outcome (success, failure, retry).", ("task", "outcome")
-)
-CELERY_QUEUE_LAG = SharedMetric(
-    "idp_celery_queue_lag_seconds",
-    "Seconds a task waited in its queue before a worker started it (from its eta when it has one).",
-    ("queue",),
-    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
-)
-SHARED_METRICS = (SIGNING_KEY_ROTATIONS, APIKEY_ROTATIONS, CELERY_TASKS, CELERY_QUEUE_LAG)
-
-
-@functools.cache
-def redis_for(url: str) -> redis.Redis:
-    """A client of the Redis at `url` with short timeouts; one connection pool per process (redis-py
-    opens a new pool in a forked child by itself)."""
-    return redis.Redis.from_url(url, **_REDIS_OPTIONS)  # type: ignore[arg-type]
-
-
-def _shared_write(write: Callable[[Any], None]) -> None:
-    """Apply one pipelined write to the shared counters. Never raises: losing a count is better
-    than failing the rotation or task that is being counted."""
-    if not settings.REDIS_URL:
-        return  # the embedded development default has one process: nothing to share with
-    try:
-        pipe = redis_for(settings.REDIS_URL).pipeline(transaction=False)
-        write(pipe)
-        pipe.execute()
-    except redis.RedisError:
-        log.warning("metrics: could not update the shared counters in Redis", exc_info=True)
-
-
-def shared_inc(metric: SharedMetric, labels: tuple[str, ...], amount: int = 1) -> None:
-    _shared_write(lambda pipe: pipe.hincrby(_SHARED_KEY, metric.field("total", labels), amount))
-
-
-def shared_observe(metric: SharedMetric, labels: tuple[str, ...], value: float) -> None:
-    bucket = next((index for index, bound in enumerate(metric.buckets) if value <= bound), len(metric.buckets))
-
-    def write(pipe: Any) -> None:
-        pipe.hincrby(_SHARED_KEY, metric.field(f"b{bucket}", labels), 1)
-        pipe.hincrby(_SHARED_KEY, metric.field("count", labels), 1)
-        pipe.hincrbyfloat(_SHARED_KEY, metric.field("sum", labels), value)
-
-    _shared_write(write)
-
-
-def _shared_families(stored: dict[bytes, bytes]) -> Iterator[Metric]:
-    """The stored fields as metric families; fields of metrics no longer defined are skipped."""
-    values: dict[str, dict[tuple[str, ...], dict[str, float]]] = {metric.name: {} for metric in SHARED_METRICS}
-    for raw_field, raw_value in stored.items():
-        try:
-            name, part, *labels = json.loads(raw_field)
-            value = float(raw_value)
-        except (ValueError, TypeError):
-            continue
-        if name in values:
-            values[name].setdefault(tuple(labels), {})[part] = value
-    for metric in SHARED_METRICS:
-        series = {
-            labels: parts for labels, parts in values[metric.name].items() if len(labels) == len(metric.labelnames)
-        }
-        if not metric.buckets:
-            family = CounterMetricFamily(metric.name, metric.documentation, labels=metric.labelnames)
-            for labels, parts in sorted(series.items()):
-                family.add_metric(list(labels), parts.get("total", 0.0))
-            yield family
-            continue
-        histogram = HistogramMetricFamily(metric.name, metric.documentation, labels=metric.labelnames)
-        for labels, parts in sorted(series.items()):
-            cumulative, buckets = 0.0, []
-            for index, bound in enumerate((*metric.buckets, float("inf"))):
-                cumulative += parts.get(f"b{index}", 0.0)
-                buckets.append((floatToGoString(bound), cumulative))
-            histogram.add_metric(list(labels), buckets, parts.get("sum", 0.0))
-        yield histogram
+def _counted(path: str | None = None) -> CollectorRegistry:
+    """Every count of this server: all files in the multiprocess directory (the dead processes'
+    too: counters are totals), or this process's own registry when there is none."""
+    registry = CollectorRegistry()
+    if path or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(_ThisProcess())
+    return registry
 
 
 def _queue_names() -> list[str]:
@@ -195,103 +144,77 @@ def _queue_names() -> list[str]:
     return names
 
 
-def _queue_backlog(now: float) -> Iterator[tuple[str, int, float]]:
-    """(queue, messages waiting, age in seconds of the oldest waiting one) from a Redis broker.
+def _queue_lengths() -> list[tuple[str, int]]:
+    """(queue, messages waiting) for each of our queues, from the broker through kombu's public API:
+    a passive queue_declare answers the message count and creates nothing. A queue the broker does
+    not hold (Redis drops an empty one) has nothing waiting."""
+    from idp.celery import app
 
-    kombu's Redis transport keeps each queue as lists, one per priority step (LPUSH to publish,
-    BRPOP to consume), so the oldest waiting message is the rightmost of each list. Its age is
-    read from the publish time our before_task_publish receiver stamps in its headers."""
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
-    client = redis_for(settings.CELERY_BROKER_URL)
-    for queue in _queue_names():
-        keys = [queue if step == 0 else f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.llen(key)
-            pipe.lindex(key, -1)
-        replies = pipe.execute()
-        length = sum(replies[0::2])
-        oldest = min((_published_at(message, now=now) for message in replies[1::2] if message), default=now)
-        yield queue, length, max(0.0, now - oldest)
+    lengths = []
+    with app.connection_for_read(url=settings.CELERY_BROKER_URL, transport_options=_BROKER_TIMEOUTS) as connection:
+        connection.ensure_connection(max_retries=0)
+        for queue in _queue_names():
+            # A channel per queue: on AMQP brokers a failed passive declare closes its channel.
+            with connection.channel() as channel:
+                try:
+                    lengths.append((queue, channel.queue_declare(queue=queue, passive=True).message_count))
+                except ChannelError:
+                    lengths.append((queue, 0))
+    return lengths
 
 
-def _published_at(message: bytes, *, now: float) -> float:
-    """The stamp in a message's headers; a message without one (published by an older release)
-    counts as just published."""
-    try:
-        stamp = json.loads(message).get("headers", {}).get(PUBLISHED_AT_HEADER)
-    except (ValueError, AttributeError):
-        return now
-    return float(stamp) if isinstance(stamp, int | float) else now
-
-
-class SharedCollector:
-    """At scrape time: the Redis counters and the broker's backlog, each with an *_up gauge so a
-    scrape that could not read them says so instead of showing zeros."""
+class BrokerCollector:
+    """At scrape time: each queue's length, with idp_celery_broker_up so a scrape that could not
+    read the broker says so instead of showing zeros."""
 
     def collect(self) -> Iterable[Metric]:
-        store_up = GaugeMetricFamily(
-            "idp_metrics_shared_store_up", "1 if the shared counters (Redis) could be read by this scrape."
-        )
-        stored: dict[bytes, bytes] | None = None
-        if settings.REDIS_URL:
-            try:
-                stored = redis_for(settings.REDIS_URL).hgetall(_SHARED_KEY)
-            except redis.RedisError:
-                log.warning("metrics: could not read the shared counters from Redis", exc_info=True)
-        store_up.add_metric([], 1.0 if stored is not None else 0.0)
-        yield store_up
-        if stored is not None:
-            yield from _shared_families(stored)
-        yield from self._backlog()
-
-    def _backlog(self) -> Iterator[Metric]:
-        if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-            return  # the filesystem broker of the embedded development default
         broker_up = GaugeMetricFamily("idp_celery_broker_up", "1 if the broker's queues could be read by this scrape.")
         length = GaugeMetricFamily("idp_celery_queue_length", "Messages waiting in the queue.", labels=["queue"])
-        age = GaugeMetricFamily(
-            "idp_celery_queue_oldest_age_seconds",
-            "Age of the oldest message waiting in the queue (0 when empty).",
-            labels=["queue"],
-        )
         try:
-            backlog = list(_queue_backlog(time.time()))
-        except redis.RedisError:
+            lengths: list[tuple[str, int]] | None = _queue_lengths()
+        except (OperationalError, OSError, redis.RedisError):
             log.warning("metrics: could not read the broker's queues", exc_info=True)
-            backlog = None
-        broker_up.add_metric([], 1.0 if backlog is not None else 0.0)
+            lengths = None
+        broker_up.add_metric([], 1.0 if lengths is not None else 0.0)
         yield broker_up
-        for queue, waiting, oldest_age in backlog or []:
-            length.add_metric([queue], waiting)
-            age.add_metric([queue], oldest_age)
-        if backlog is not None:
+        if lengths is not None:
+            for queue, waiting in lengths:
+                length.add_metric([queue], waiting)
             yield length
-            yield age
-
-
-class _ThisProcess:
-    """The default registry of a process without PROMETHEUS_MULTIPROC_DIR (runserver, tests)."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
 
 
 @functools.cache
 def _scrape_registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)  # every worker's files, the dead ones' too (counters are totals)
-    else:
-        registry.register(_ThisProcess())
-    registry.register(SharedCollector())
+    registry = _counted()
+    registry.register(BrokerCollector())
     return registry
 
 
 def metrics_exposition() -> bytes:
     """The text exposition of every metric (format 0.0.4, which every Prometheus reads)."""
     return generate_latest(_scrape_registry())
+
+
+def counter_values(*names: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples of the named counters (without _total) as this server's /metrics reads them: the
+    sum over every process of the server (gunicorn's workers), since counting_since()."""
+    wanted = {f"{name}_total": name for name in names}
+    found: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in names}
+    for family in _counted().collect():
+        for sample in family.samples:
+            if sample.name in wanted:
+                found[wanted[sample.name]].append((dict(sample.labels), sample.value))
+    return found
+
+
+def counting_since() -> datetime:
+    """When the counts counter_values() reads began: when gunicorn started (and emptied the metrics
+    directory), or when this process started if it is not under gunicorn."""
+    started = os.environ.get(GUNICORN_STARTED_AT) if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None
+    try:
+        return datetime.fromtimestamp(float(started) if started else _PROCESS_STARTED_AT, tz=UTC)
+    except ValueError:
+        return datetime.fromtimestamp(_PROCESS_STARTED_AT, tz=UTC)
 
 
 # --- Who may scrape ---------------------------------------------------------------------------------
@@ -302,12 +225,13 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
-def metrics_access_allowed(request: HttpRequest) -> bool:
-    """From an address in IDP_METRICS_ALLOWED_NETWORKS (the client's address as our trusted
-    proxies report it, audit.context.client_ip), or with the bearer token IDP_METRICS_TOKEN."""
+def scrape_allowed(*, address: str | None, authorization: str) -> bool:
+    """From an address in IDP_METRICS_ALLOWED_NETWORKS, or with the bearer token IDP_METRICS_TOKEN
+    in `authorization` (the Authorization header's value). The one rule of every /metrics: the web
+    server's and each worker's."""
     expected = settings.IDP_METRICS_TOKEN
     if expected:
-        scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        scheme, _, presented = authorization.partition(" ")
         presented = presented.strip()
         # Bytes, because compare_digest refuses str with non-ASCII characters (a client's choice).
         if (
@@ -316,13 +240,64 @@ def metrics_access_allowed(request: HttpRequest) -> bool:
             and hmac.compare_digest(presented.encode("utf-8", "backslashreplace"), expected.encode())
         ):
             return True
-    address = client_ip(request)
     if address is None or not settings.IDP_METRICS_ALLOWED_NETWORKS:
         return False
-    parsed = ipaddress.ip_address(address)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
     return any(parsed in network for network in _networks(tuple(settings.IDP_METRICS_ALLOWED_NETWORKS)))
+
+
+def metrics_access_allowed(request: HttpRequest) -> bool:
+    """scrape_allowed for a request to the web server: the address is the client's as our trusted
+    proxies report it (audit.context.client_ip)."""
+    return scrape_allowed(address=client_ip(request), authorization=request.META.get("HTTP_AUTHORIZATION", ""))
+
+
+# --- A Celery worker's own /metrics ------------------------------------------------------------------
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in flight never holds up the worker's shutdown
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the overridden signature
+        pass  # a line per scrape would drown the worker's JSON log
+
+
+def _worker_metrics_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # Prometheus connects directly: the peer's address is the client's, no proxy is trusted.
+        allowed = scrape_allowed(
+            address=environ.get("REMOTE_ADDR"), authorization=environ.get("HTTP_AUTHORIZATION", "")
+        )
+        if environ.get("PATH_INFO") != "/metrics" or not allowed:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Not Found\n"]
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
+            return [b"Method Not Allowed\n"]
+        body = generate_latest(registry)
+        start_response(
+            "200 OK",
+            [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
+        )
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    return answer
+
+
+def worker_metrics_serve(*, port: int, directory: str) -> WSGIServer:
+    """Serve GET /metrics on `port` (every interface) from a daemon thread: the sum of the files
+    that the worker's processes write in `directory`, under the web server's access rules.
+    Raises OSError when the port cannot be bound."""
+    server = make_server("", port, _worker_metrics_app(_counted(directory)), _Server, _QuietHandler)
+    threading.Thread(target=server.serve_forever, name="idp-worker-metrics", daemon=True).start()
+    return server
 
 
 # --- Requests ----------------------------------------------------------------------------------------
@@ -377,11 +352,11 @@ def _count_token(data: dict[str, Any]) -> None:
 
 def _count_signing_key_rotation(data: dict[str, Any]) -> None:
     algorithm = data.get("algorithm")
-    shared_inc(SIGNING_KEY_ROTATIONS, (algorithm if algorithm in ("RS256", "ES256", "EdDSA") else "other",))
+    SIGNING_KEY_ROTATIONS.labels(algorithm=algorithm if algorithm in _ALGORITHMS else "other").inc()
 
 
 def _count_apikey_rotation(data: dict[str, Any]) -> None:
-    shared_inc(APIKEY_ROTATIONS, ("scheduled" if data.get("scheduled") else "manual",))
+    APIKEY_ROTATIONS.labels(trigger="scheduled" if data.get("scheduled") else "manual").inc()
 
 
 _AUDITED: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -396,7 +371,8 @@ _AUDITED: dict[str, Callable[[dict[str, Any]], None]] = {
 
 def audit_event_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     """post_save of audit.AuditEvent: count the events the metrics name, once their transaction
-    commits (a rolled-back token or rotation never happened)."""
+    commits (a rolled-back token or rotation never happened). The row is the fact; this is its
+    count, in the process that recorded it."""
     count = _AUDITED.get(instance.action) if created and not raw else None
     if count is not None:
         data = dict(instance.data)
@@ -404,8 +380,8 @@ def audit_event_saved(sender: Any, instance: Any, created: bool, raw: bool = Fal
 
 
 def task_published(sender: Any = None, headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    """before_task_publish: stamp the publish time, for the lag and the oldest message's age. A
-    retry is a new publish and gets a new stamp."""
+    """before_task_publish: stamp the publish time, for the lag. A retry is a new publish and gets
+    a new stamp."""
     if headers is not None:
         headers[PUBLISHED_AT_HEADER] = time.time()
 
@@ -424,12 +400,12 @@ def task_started(sender: Any = None, task: Any = None, **kwargs: Any) -> None:
         except ValueError:
             pass
     queue = str((getattr(request, "delivery_info", None) or {}).get("routing_key") or "unknown")
-    shared_observe(CELERY_QUEUE_LAG, (queue,), max(0.0, time.time() - waited_since))
+    CELERY_QUEUE_LAG.labels(queue=queue).observe(max(0.0, time.time() - waited_since))
 
 
 def _task_outcome(outcome: str) -> Callable[..., None]:
     def counted(sender: Any = None, **kwargs: Any) -> None:
-        shared_inc(CELERY_TASKS, (str(getattr(sender, "name", "unknown")), outcome))
+        CELERY_TASKS.labels(task=str(getattr(sender, "name", "unknown")), outcome=outcome).inc()
 
     return counted
 
@@ -440,7 +416,8 @@ task_retried = _task_outcome("retry")
 
 
 def receivers_connect() -> None:
-    """Wired in IdpConfig.ready(), so web processes, workers and beat all count and stamp."""
+    """Wired in IdpConfig.ready(), so web processes and workers count, and everything that
+    publishes stamps."""
     from celery import signals as celery_signals
     from django.db.models.signals import post_save
 

@@ -23,7 +23,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 
 import audit
-from idp.keys.signing import signing_key_rotate_now, signing_keys_overview
+from idp.keys.rotation import signing_key_rotate_now, signing_keys_overview
 from idp.models import SigningKey
 from idp.ops.activity import HourlySeries, activity_overview
 
@@ -75,6 +75,8 @@ class StaffPermissionMixin(LoginRequiredMixin, PermissionRequiredMixin):
     """Signed out: the sign-in page. Signed in without staff status and the permission: 403.
     Both are required, so granting the permission to a non-staff account does not open the page."""
 
+    request: HttpRequest  # set by View, which the mixin is combined with
+
     def has_permission(self) -> bool:
         return self.request.user.is_staff and super().has_permission()
 
@@ -121,7 +123,8 @@ class SigningKeyRotateView(SigningKeyStaffMixin, View):
 
 # --- Activity overview -------------------------------------------------------------------------
 # The charts are SVG drawn here, in viewBox units: the browser scales them to the page's width, and
-# the CSP (styles and scripts from 'self' only) needs neither a script nor a style attribute.
+# the CSP (styles and scripts from 'self' only) needs neither a script nor a style attribute. Three
+# charts of 24 bars: a few kilobytes of markup, which no charting library would make smaller.
 _CHART_WIDTH, _CHART_HEIGHT = 360, 180
 _PLOT_LEFT, _PLOT_RIGHT, _PLOT_TOP, _PLOT_BOTTOM = 36.0, 354.0, 10.0, 150.0
 _HOUR_LABEL_EVERY = 6  # an hour under the axis every six bars; each bar's <title> names its own

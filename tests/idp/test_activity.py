@@ -1,9 +1,10 @@
 """The staff activity overview (/dashboard/activity/, idp.pages.dashboard.ActivityView and idp.ops.activity)
 through Django's test client: who may see it; that every chart carries, hour by hour, what the
-audit table and the Redis counters hold, with the events made by real flows (token requests,
-sign-ins, over-limit requests, API calls and introspections with a key); the latest alerts and
-the keys due for rotation; a Redis outage; hostile query strings and methods; and a query count
-that does not grow with the data.
+audit table holds, and every total what this server's /metrics serves, with the events made by
+real flows (token requests, sign-ins, lockouts, over-limit requests, API calls and introspections
+with a key); the latest alerts and the keys due for rotation; a Redis outage; hostile query
+strings and methods; and a query count that does not grow with the data. Under gunicorn, the
+totals are the sum over its workers (the multiprocess files), as /metrics has them.
 
 The page in a real browser is in test_activity_browser.py.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 import redis
+import requests
 import time_machine
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
@@ -32,21 +34,25 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create, apikey_revoke, apikey_use
 from audit.models import AuditEvent
-from idp.keys.signing import signing_keys_ensure
+from idp.keys.rotation import signing_keys_ensure
 from idp.models import SigningKey
-from idp.ops.activity import activity_hours, activity_overview, refusal_note
+from idp.ops.activity import activity_hours, activity_overview
+from idp.ops.metrics import counting_since
 from tests.apikeys.conftest import basic_auth
 from tests.factories import make_client, make_user
+from tests.ops.processes import Samples, gunicorn_start, gunicorn_stop, held_request, samples_of, scrape
+from tests.relying_party import parse_form
 
 PAGE = reverse("activity")
 SYSTEM = audit.Actor.system("tests")
 HOUR = timedelta(hours=1)
 TOKEN_ACTIONS = ("token.issued", "token.refreshed")
-SERIES = ["tokens", "failed_signins", "rate_limited", "apikey_uses"]
-FIGURE = re.compile(
-    r'<figure class="chart" data-series="([^"]+)" data-total="(\d+)" data-max="(\d+)" data-available="(true|false)"'
-)
+SERIES = ["tokens", "failed_signins", "lockouts"]
+TOTALS = ["rate_limited", "apikey_uses"]
+FIGURE = re.compile(r'<figure class="chart" data-series="([^"]+)" data-total="(\d+)" data-max="(\d+)"')
 BAR = re.compile(r'<g class="bar" data-hour="([^"]+)" data-count="(\d+)">\s*<title>([^<]*)</title>')
+TOTAL = re.compile(r'<div class="total" data-total-of="([^"]+)" data-total="(\d+)">')
+ROUTE = re.compile(r'<tr data-route="([^"]+)" data-count="(\d+)">')
 WRONG_PASSWORD = "not-the-password"  # noqa: S105 - a test value
 
 
@@ -63,10 +69,46 @@ def charts(body: str) -> dict[str, dict]:
     for part in body.split('<figure class="chart" ')[1:]:
         figure = FIGURE.match('<figure class="chart" ' + part)
         assert figure is not None
-        series, total, peak, available = figure.groups()
+        series, total, peak = figure.groups()
         bars = [(datetime.fromisoformat(hour), int(count), title) for hour, count, title in BAR.findall(part)]
-        found[series] = {"total": int(total), "max": int(peak), "available": available == "true", "bars": bars}
+        found[series] = {"total": int(total), "max": int(peak), "bars": bars}
     return found
+
+
+def totals(body: str) -> dict[str, dict]:
+    """Each total on the page: its number and, for the 429s, the count of each URL route."""
+    found = {}
+    for part in body.split('<div class="total" ')[1:]:
+        total = TOTAL.match('<div class="total" ' + part)
+        assert total is not None
+        routes = {route: int(count) for route, count in ROUTE.findall(part)}
+        found[total.group(1)] = {"total": int(total.group(2)), "routes": routes}
+    return found
+
+
+def scraped() -> Samples:
+    """What this server's /metrics serves now (loopback may scrape in development)."""
+    reply = Client().get("/metrics")
+    assert reply.status_code == 200
+    return samples_of(reply.content.decode())
+
+
+def refusals_of(samples: Samples) -> dict[str, float]:
+    """The 429 answers in a scrape, by URL route."""
+    by_route: Counter[str] = Counter()
+    for (name, labels), count in samples.items():
+        if name == "idp_http_requests_total" and dict(labels)["status"] == "429" and count:
+            by_route[dict(labels)["endpoint"]] += int(count)
+    return dict(by_route)
+
+
+def moved(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """What changed between two counts by route, and by how much."""
+    return {
+        key: after.get(key, 0) - before.get(key, 0)
+        for key in {*before, *after}
+        if after.get(key, 0) != before.get(key, 0)
+    }
 
 
 def audited_per_hour(*actions: str) -> Counter[datetime]:
@@ -79,13 +121,6 @@ def audited_per_hour(*actions: str) -> Counter[datetime]:
 
 def raw_redis() -> redis.Redis:
     return redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
-
-
-def redis_counter(name: str, hour: datetime) -> int:
-    """A counter as Redis itself holds it (any other process would read the same)."""
-    key = {"429": "idp:activity:429", "uses": "apikeys:activity:uses"}[name]
-    value = raw_redis().get(cache.make_key(f"{key}:{hour:%Y%m%d%H}"))
-    return int(value) if value is not None else 0
 
 
 def assert_bars_match(chart: dict, expected: Counter[datetime]) -> None:
@@ -138,7 +173,7 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _no_bruteforce_counters():
     """The brute-force watch counts failures in Redis, which outlives test databases."""
-    client = cache._cache.get_client()
+    client = raw_redis()
     for key in client.scan_iter(match="*audit:failed-logins:*"):
         client.delete(key)
 
@@ -213,6 +248,7 @@ def test_staff_with_the_permission_or_a_staff_superuser_see_the_page(db, who):
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     assert list(charts(response.content.decode())) == SERIES
+    assert list(totals(response.content.decode())) == TOTALS
 
 
 def test_the_nav_link_shows_only_to_those_who_may_see_the_page(as_staff):
@@ -223,7 +259,7 @@ def test_the_nav_link_shows_only_to_those_who_may_see_the_page(as_staff):
         assert link not in signed_in(user).get(reverse("apikeys:list")).content.decode()
 
 
-# --- The charts carry what the database and Redis hold ----------------------------------------------
+# --- The charts carry what the audit table holds, the totals what /metrics serves ---------------------
 
 
 def test_tokens_and_failed_sign_ins_per_hour_are_what_the_audit_table_holds(as_staff, machine, signing_key):
@@ -243,7 +279,9 @@ def test_tokens_and_failed_sign_ins_per_hour_are_what_the_audit_table_holds(as_s
         sign_in_wrongly(another.username, ip=f"198.51.100.{10 + n}")
     issue_token(machine)
 
+    asked = hour_of(timezone.now())
     found = charts(as_staff.get(PAGE).content.decode())
+    answered = hour_of(timezone.now())
 
     tokens, failures = audited_per_hour(*TOKEN_ACTIONS), audited_per_hour("login.failed")
     assert sum(tokens.values()) == 5 and sum(failures.values()) == 5
@@ -253,7 +291,7 @@ def test_tokens_and_failed_sign_ins_per_hour_are_what_the_audit_table_holds(as_s
     assert found["failed_signins"]["total"] == 4
     # The last bar is the hour still counting, and the events of five hours ago sit five bars left.
     bars = found["tokens"]["bars"]
-    assert bars[-1][0] == hour_of(timezone.now())
+    assert bars[-1][0] in {asked, answered}  # the page's hour, read between the two clocks
     assert {hour: count for hour, count, _ in bars}[hour_of(now - 5 * HOUR)] == 2
 
 
@@ -277,11 +315,34 @@ def test_the_hourly_buckets_follow_utc_hour_boundaries(db, machine, signing_key)
         assert tokens.buckets[-1 - 3 - later].hour == boundary
 
 
-def test_every_429_is_counted_in_its_hour_and_allowed_requests_are_not(as_staff, limits, machine, key_owner, settings):
-    hour = hour_of(timezone.now())
+def test_lockouts_per_hour_are_the_audit_tables_login_locked_out(as_staff, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    now = timezone.now()
+    for back, address in ((7, "198.51.100.20"), (7, "198.51.100.21"), (0, "198.51.100.22")):
+        victim = make_user()
+        with time_machine.travel(now - back * HOUR):
+            sign_in_wrongly(victim.username, ip=address)
+            locked = Client(REMOTE_ADDR=address).post(
+                reverse("login"), {"username": victim.username, "password": WRONG_PASSWORD}
+            )
+            assert locked.status_code == 429, "the second failure locks the account out"
+
+    found = charts(as_staff.get(PAGE).content.decode())
+
+    lockouts = audited_per_hour("login.locked_out")
+    assert sum(lockouts.values()) == 3
+    assert lockouts[hour_of(now - 7 * HOUR)] == 2
+    assert_bars_match(found["lockouts"], lockouts)
+    assert_bars_match(found["failed_signins"], audited_per_hour("login.failed"))
+
+
+def test_every_429_is_counted_once_by_route_and_allowed_requests_are_not(
+    as_staff, limits, machine, key_owner, settings
+):
+    before = totals(as_staff.get(PAGE).content.decode())["rate_limited"]
     # Under the limits: no refusal, nothing counted.
     issue_token(machine)
-    assert redis_counter("429", hour) == 0
+    assert totals(as_staff.get(PAGE).content.decode())["rate_limited"] == before
 
     # The middleware: two over-limit token requests.
     limits["token.ip"] = "1/minute"
@@ -306,17 +367,22 @@ def test_every_429_is_counted_in_its_hour_and_allowed_requests_are_not(as_staff,
     ]
     assert lockout.count(429) >= 1
 
-    refused = 2 + 1 + lockout.count(429)
-    assert redis_counter("429", hour) == refused
-    ttl = raw_redis().ttl(cache.make_key(f"idp:activity:429:{hour:%Y%m%d%H}"))
-    assert 25 * 3600 < ttl <= 26 * 3600
+    after = totals(as_staff.get(PAGE).content.decode())["rate_limited"]
+    samples = scraped()
 
-    found = charts(as_staff.get(PAGE).content.decode())
-    assert_bars_match(found["rate_limited"], Counter({hour: refused}))
+    assert after["total"] - before["total"] == 2 + 1 + lockout.count(429)
+    assert moved(before["routes"], after["routes"]) == {
+        "/oauth/token/": 2,
+        "/api/v1/users/": 1,
+        "/accounts/login/": lockout.count(429),
+    }
+    # The page reads the numbers /metrics serves: the request counter by status, nothing else.
+    assert after["routes"] == refusals_of(samples)
+    assert after["total"] == sum(refusals_of(samples).values())
 
 
-def test_api_key_uses_are_counted_per_hour_through_calls_and_introspection(as_staff, key_owner, machine):
-    hour = hour_of(timezone.now())
+def test_api_key_uses_are_counted_through_calls_and_introspection(as_staff, key_owner, machine):
+    before = totals(as_staff.get(PAGE).content.decode())["apikey_uses"]["total"]
     issued = issue_key(key_owner)
     for header in ({"HTTP_X_API_KEY": issued.secret}, {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}):
         assert Client().get("/api/v1/users/", **header).status_code == 200
@@ -332,47 +398,102 @@ def test_api_key_uses_are_counted_per_hour_through_calls_and_introspection(as_st
     assert Client().get("/api/v1/users/", HTTP_X_API_KEY=revoked.secret).status_code == 401
     assert Client().get("/api/v1/users/", HTTP_X_API_KEY="idpk_AAAAAAAAAAAA_" + "x" * 49).status_code == 401
 
-    assert redis_counter("uses", hour) == 3
-    found = charts(as_staff.get(PAGE).content.decode())
-    assert_bars_match(found["apikey_uses"], Counter({hour: 3}))
-    # One pipeline with the last-used marker: last_used_at was still written once.
+    after = totals(as_staff.get(PAGE).content.decode())["apikey_uses"]["total"]
+    assert after - before == 3
+    assert after == scraped()[("idp_apikey_uses_total", frozenset())]
+    # The last-used claim is a public cache call (cache.add): a marker with a timeout, and one write.
+    seconds_left = raw_redis().ttl(cache.make_key(f"apikey:used:{issued.key.public_id}"))
+    assert 0 < seconds_left <= 60
     issued.key.refresh_from_db()
     assert issued.key.last_used_at is not None
+
+
+def test_the_page_says_where_each_number_comes_from_and_since_when(as_staff):
+    body = as_staff.get(PAGE).content.decode()
+    since = counting_since()
+    assert f'<time class="totals-since" datetime="{since.isoformat()}">' in body
+    assert since <= timezone.now()
+    for source in (
+        "Audit log: token.issued and token.refreshed",
+        "Audit log: login.failed",
+        "Audit log: login.locked_out",
+    ):
+        assert source in body
+    assert "Prometheus: idp_http_requests_total{status=&quot;429&quot;}" in body
+    assert "Prometheus: idp_apikey_uses_total" in body
+    assert "sum(increase(idp_apikey_uses_total[1h]))" in body
+    assert "Redis" not in body.split('id="totals-heading"')[0], "no chart claims a Redis counter"
 
 
 def test_an_empty_day_is_24_zero_bars(as_staff):
     found = charts(as_staff.get(PAGE).content.decode())
     for series in SERIES:
-        assert found[series]["available"]
         assert_bars_match(found[series], Counter())
         assert found[series]["total"] == 0
 
 
-def test_with_redis_unreachable_the_counters_say_unavailable_and_nothing_fails(as_staff, key_owner, settings, caplog):
+def test_with_redis_unreachable_a_key_still_verifies_is_counted_and_the_page_shows(
+    as_staff, key_owner, settings, caplog
+):
     issued = issue_key(key_owner)
+    before = totals(as_staff.get(PAGE).content.decode())["apikey_uses"]["total"]
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
     }
-    # A key that verifies still verifies: only its bookkeeping is lost, with a warning. (The
-    # counting services are called directly: other parts of an API call need the cache too.)
+    # A key that verifies still verifies and is counted (in this process, no network): only the
+    # last-used marker is lost, with a warning. (The service is called directly: other parts of
+    # an API call need the cache too.)
     assert apikey_use(presented=issued.secret) is not None
     issued.key.refresh_from_db()
     assert issued.key.last_used_at is None
-    refusal_note()
     messages = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
-    assert "API key use not counted: the cache is unavailable" in messages
-    assert "429 not counted: the cache is unavailable" in messages
+    assert "API key last use not recorded: the cache is unavailable" in messages
 
     response = as_staff.get(PAGE)
     assert response.status_code == 200
-    found = charts(response.content.decode())
-    assert {name: chart["available"] for name, chart in found.items()} == {
-        "tokens": True,
-        "failed_signins": True,
-        "rate_limited": False,
-        "apikey_uses": False,
-    }
-    assert "the counters in Redis could not be read" in response.content.decode()
+    assert list(charts(response.content.decode())) == SERIES
+    assert totals(response.content.decode())["apikey_uses"]["total"] == before + 1
+
+
+def test_under_gunicorn_the_totals_are_every_workers_as_its_metrics_serve(transactional_db, tmp_path):
+    """Two gunicorn workers both refuse sign-ins (a lockout after one failure): one while it reads a
+    held request, the other meanwhile. Whichever answers the page, its totals are both workers',
+    as /metrics has them, and counted since this server started."""
+    browser = Client()
+    browser.force_login(make_staff())
+    session = browser.cookies[django_settings.SESSION_COOKIE_NAME].value
+    token = "metrics-token-" + "x" * 32
+    before_start = timezone.now().replace(microsecond=0)
+    server = gunicorn_start(tmp_path / "gunicorn.log", IDP_METRICS_TOKEN=token, IDP_LOCKOUT_FAILURES="1")
+    try:
+        visitor = requests.Session()
+        _action, fields = parse_form(visitor.get(f"{server.url}/accounts/login/", timeout=10).text)
+        fields.update(username="nobody-by-this-name", password=WRONG_PASSWORD)
+        login = f"{server.url}/accounts/login/"
+        assert visitor.post(login, data=fields, timeout=30).status_code == 429, "locked out at the first failure"
+        cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in visitor.cookies)
+        head = (
+            f"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nCookie: {cookies}\r\n"
+            "Content-Type: application/x-www-form-urlencoded"
+        )
+        with held_request(server, head, urlencode(fields).encode()) as held:
+            for _ in range(3):  # answered by the other worker
+                assert visitor.post(login, data=fields, timeout=30).status_code == 429
+        assert held[0].startswith(b"HTTP/1.1 429"), held[0][:200]
+
+        page = requests.get(
+            f"{server.url}/dashboard/activity/", cookies={django_settings.SESSION_COOKIE_NAME: session}, timeout=30
+        )
+        samples = scrape(server.url, token)
+    finally:
+        gunicorn_stop(server)
+
+    assert page.status_code == 200
+    found = totals(page.text)["rate_limited"]
+    assert found["routes"] == {"/accounts/login/": 5} == refusals_of(samples)
+    assert found["total"] == 5
+    since = datetime.fromisoformat(re.search(r'<time class="totals-since" datetime="([^"]+)"', page.text).group(1))
+    assert before_start <= since <= timezone.now(), "counted since this server started"
 
 
 # --- Alerts and keys due --------------------------------------------------------------------------
@@ -454,6 +575,7 @@ def test_hostile_query_strings_never_fail_the_page(as_staff, query):
     assert "<script>alert" not in body and "Traceback" not in body
     if response.status_code == 200:
         assert list(charts(body)) == SERIES
+        assert list(totals(body)) == TOTALS
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])

@@ -5,8 +5,9 @@ Real traffic first, over HTTP to the live server: three tokens issued and two re
 (the token limit lowered to 3 a minute), one API call with a key; then the staff member, sent to
 the sign-in page, mistypes the password twice (two failed sign-ins, which the lowered brute-force
 threshold turns into alerts) and signs in. The SVG bars the browser draws carry, hour by hour,
-what the audit table and Redis hold; the alerts and the keys due are listed; the page fits a
-phone's width and breaks no CSP rule.
+what the audit table holds; the totals of 429s and key uses are what the live server's /metrics
+serves; the alerts and the keys due are listed; the page fits a phone's width and breaks no CSP
+rule.
 
 Never `playwright install`: .ci/run installs chromium from Debian, at /usr/bin/chromium.
 """
@@ -22,7 +23,6 @@ import redis
 import requests
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect
 
@@ -31,10 +31,11 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
 from audit.models import AuditEvent
-from idp.keys.signing import signing_keys_ensure
+from idp.keys.rotation import signing_keys_ensure
 from idp.models import SigningKey
 from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
 from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.ops.processes import scrape, value
 
 SYSTEM = audit.Actor.system("tests")
 ALERT_ACTIONS = ["alert.bruteforce", "login.locked_out", "token.reuse_detected"]
@@ -62,7 +63,8 @@ def policy(settings):
     settings.AUDIT_BRUTEFORCE_THRESHOLD = 2
     settings.SIGNING_KEY_ROTATION_SECONDS = 30 * 24 * 3600
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
-    client = cache._cache.get_client()  # the brute-force watch's counters outlive test databases
+    # The brute-force watch's counters outlive test databases.
+    client = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
     for key in client.scan_iter(match="*audit:failed-logins:*"):
         client.delete(key)
 
@@ -108,15 +110,13 @@ def audited_per_hour(*actions: str) -> Counter[datetime]:
     return counts
 
 
-def redis_per_hour(prefix: str, hours: list[datetime]) -> Counter[datetime]:
-    """A counter as Redis itself holds it, for each hour the page shows."""
-    server = redis.Redis.from_url(django_settings.CACHES["default"]["LOCATION"])
-    counts: Counter[datetime] = Counter()
-    for hour in hours:
-        value = server.get(cache.make_key(f"{prefix}:{hour:%Y%m%d%H}"))
-        if value is not None:
-            counts[hour] = int(value)
-    return counts
+def refusals(samples) -> float:
+    """The 429 answers in a scrape, every route's."""
+    return sum(
+        count
+        for (name, labels), count in samples.items()
+        if name == "idp_http_requests_total" and ("status", "429") in labels
+    )
 
 
 def bars_of(page: Page, series: str) -> list[tuple[datetime, int, str]]:
@@ -124,13 +124,14 @@ def bars_of(page: Page, series: str) -> list[tuple[datetime, int, str]]:
     return [(datetime.fromisoformat(hour), int(count), title) for hour, count, title in figure.evaluate(READ_BARS)]
 
 
-def test_the_activity_page_shows_what_the_database_and_redis_hold(live_server, page, watcher, keys_due):
+def test_the_activity_page_shows_what_the_audit_table_and_metrics_hold(live_server, page, watcher, keys_due):
     base_url = live_server.url
     problems: list[str] = []
     page.on("console", lambda message: _keep_error(message, problems))
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("response", lambda response: _keep_failed_load(response, problems))
 
+    before = scrape(base_url)  # loopback may scrape in development
     # Traffic, as clients send it: 3 tokens pass the 3-a-minute limit, 2 more requests are refused.
     machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
     auth = (machine.application.client_id, machine.client_secret)
@@ -161,14 +162,12 @@ def test_the_activity_page_shows_what_the_database_and_redis_hold(live_server, p
     expected = {
         "tokens": audited_per_hour("token.issued", "token.refreshed"),
         "failed_signins": audited_per_hour("login.failed"),
-        "rate_limited": redis_per_hour("idp:activity:429", hours),
-        "apikey_uses": redis_per_hour("apikeys:activity:uses", hours),
+        "lockouts": audited_per_hour("login.locked_out"),
     }
     assert {series: sum(counts.values()) for series, counts in expected.items()} == {
         "tokens": 3,
         "failed_signins": 2,
-        "rate_limited": 2,
-        "apikey_uses": 1,
+        "lockouts": 0,
     }
     for series, counts in expected.items():
         bars = bars_of(page, series)
@@ -182,9 +181,24 @@ def test_the_activity_page_shows_what_the_database_and_redis_hold(live_server, p
         expect(figure.locator(".chart-total")).to_have_text(str(sum(counts.values())))
         expect(figure.locator("svg")).to_be_visible()
         # The busiest hour's bar is drawn, and taller than an empty hour's (which has none).
-        busiest = max(hours, key=lambda hour: counts.get(hour, 0))
-        drawn = figure.locator(f'g.bar[data-hour="{busiest.isoformat()}"] rect.fill').bounding_box()
-        assert drawn is not None and drawn["height"] > 10
+        if counts:
+            busiest = max(hours, key=lambda hour: counts.get(hour, 0))
+            drawn = figure.locator(f'g.bar[data-hour="{busiest.isoformat()}"] rect.fill').bounding_box()
+            assert drawn is not None and drawn["height"] > 10
+
+    # The totals only Prometheus keeps: what the live server's /metrics serves, and moved by the
+    # traffic above (2 refused token requests, 1 key use).
+    after = scrape(base_url)
+    shown = {
+        key: int(page.locator(f'div.total[data-total-of="{key}"]').get_attribute("data-total"))
+        for key in ("rate_limited", "apikey_uses")
+    }
+    assert shown == {"rate_limited": refusals(after), "apikey_uses": value(after, "idp_apikey_uses_total")}
+    assert shown["rate_limited"] - refusals(before) == 2
+    assert shown["apikey_uses"] - value(before, "idp_apikey_uses_total") == 1
+    routes = page.locator('div.total[data-total-of="rate_limited"] tr[data-route="/oauth/token/"]')
+    expect(routes).to_be_visible()
+    expect(page.locator("#totals")).to_contain_text("Since this web server started")
 
     # The numbers are there as text too, for those who do not see the chart.
     tokens = page.locator('figure[data-series="tokens"]')

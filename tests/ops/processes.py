@@ -1,6 +1,7 @@
 """Real processes for the operations tests, on the test database and the test Redis: gunicorn
 started exactly as the Procfile's web line starts it, and Celery workers started as
-tests/apikeys/test_worker_kill starts its own (prefork, a queue of their own)."""
+tests/apikeys/test_worker_kill starts its own (prefork, a queue of their own), with their own
+/metrics when given IDP_WORKER_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,24 @@ def gunicorn_start(log_path: Path, **env: str) -> Server:
     return server
 
 
+@contextmanager
+def held_request(server: Server, head: str, body: bytes) -> Iterator[list[bytes]]:
+    """A request (`head`: request line and headers, without the blank line) whose body's end
+    arrives only when the block ends: one gunicorn worker reads it meanwhile, so every other
+    request of the block is answered by another worker. The yielded list holds the raw reply
+    once the block has ended."""
+    reply: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as held:
+        held.sendall(f"{head}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
+        wait_for(lambda: accept_queue_length(server.port) == 0, "a worker accepting the held request")
+        yield reply
+        held.sendall(body[10:])
+        received = b""
+        while chunk := held.recv(65536):
+            received += chunk
+        reply.append(received)
+
+
 def gunicorn_stop(server: Server) -> None:
     """Graceful stop; SIGKILL to its own process group if that hangs (only while unreaped)."""
     if server.process.poll() is not None:
@@ -139,9 +159,16 @@ def queue_name(purpose: str) -> str:
     return f"test-ops-{purpose}-{uuid.uuid4().hex[:12]}"
 
 
-def worker_start(queue: str, log_path: Path, pause_file: Path) -> Worker:
-    """A real worker consuming only `queue`, with tests.ops.celery_tasks loaded; ready on return."""
-    return worker_launch(queue, log_path, pause_file, include="tests.ops.celery_tasks", env={})
+def worker_start(queue: str, log_path: Path, pause_file: Path, **env: str) -> Worker:
+    """A real worker consuming only `queue`, with tests.ops.celery_tasks loaded and `env` added to
+    its environment; ready on return."""
+    return worker_launch(queue, log_path, pause_file, include="tests.ops.celery_tasks", env=env)
+
+
+def pool_processes(worker: Worker) -> set[int]:
+    """The worker's prefork pool processes: the children of its main process (Linux /proc)."""
+    threads = Path(f"/proc/{worker.process.pid}/task").iterdir()  # a child belongs to the thread that forked it
+    return {int(child) for thread in threads for child in (thread / "children").read_text().split()}
 
 
 def broker_queue_length(queue: str) -> int:

@@ -31,12 +31,13 @@ def request_caller(request: Request) -> Caller:
     """The caller of an API request, computed once per request (HasPermission does it first)."""
     caller = getattr(request, "_idp_caller", None)
     if caller is None:
-        token = request.auth
+        # What the authenticator returned: an AccessToken, or an API key's VerifiedKey.
+        token: Any = request.auth
         if hasattr(token, "caller"):
             caller = token.caller()  # an API key (apikeys.selectors.VerifiedKey) knows its caller
         else:
             caller = caller_get(user=token.user if token.user_id else None, application=token.application)
-        request._idp_caller = caller  # type: ignore[attr-defined]
+        request._idp_caller = caller  # type: ignore[attr-defined]  # a memo DRF's Request does not declare
     return caller
 
 
@@ -51,7 +52,7 @@ def HasPermission(codename: str, *, write: str | None = None) -> type[BasePermis
 
     class _HasPermission(BasePermission):
         def has_permission(self, request: Request, view: Any) -> bool:
-            token = request.auth
+            token: Any = request.auth  # as in request_caller
             if token is None or not hasattr(token, "allow_scopes"):
                 return False  # DRF answers 401 with WWW-Authenticate: no authenticator succeeded
             if token.user_id is not None and not token.user.is_active:

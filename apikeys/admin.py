@@ -44,12 +44,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "ended_at",
         "last_used_at",
     ]
-    fields = readonly_fields
+    fields = tuple(readonly_fields)
     actions = ["revoke"]
 
     @admin.display(description="owner")
     def owner(self, key: ApiKey) -> str:
-        return key.user.get_username() if key.user_id is not None else f"client {key.application.client_id}"
+        if key.user is not None:
+            return key.user.get_username()
+        assert key.application is not None  # apikeys_apikey_has_owner: a key without a user has a client
+        return f"client {key.application.client_id}"
 
     @admin.display(description="state")
     def state(self, key: ApiKey) -> str:

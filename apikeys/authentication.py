@@ -8,6 +8,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from accounts.credentials import authorization_parse
 from apikeys.keyformat import looks_like_key
 from apikeys.services import apikey_use
 
@@ -28,10 +29,10 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         presented = request.META.get("HTTP_X_API_KEY")
         if presented is None:
-            scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-            if scheme.lower() != "bearer" or not looks_like_key(credentials.strip()):
+            bearer = authorization_parse(request.META.get("HTTP_AUTHORIZATION")).bearer
+            if bearer is None or not looks_like_key(bearer):
                 return None
-            presented = credentials.strip()
+            presented = bearer
         verified = apikey_use(presented=presented.strip())
         if verified is None:
             raise InvalidApiKey("the api key is not valid")

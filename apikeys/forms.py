@@ -3,7 +3,7 @@ carry, the rotation policy) are the services'; a ValidationError from them lands
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -55,8 +55,10 @@ class ApiKeyCreateForm(forms.Form):
     def __init__(self, *args: Any, scope_choices: list[str], role_choices: list[Role], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         descriptions = settings.OAUTH2_PROVIDER["SCOPES"]
-        self.fields["scopes"].choices = [(scope, f"{scope}: {descriptions.get(scope, '')}") for scope in scope_choices]
-        self.fields["roles"].choices = [(role.pk, str(role)) for role in role_choices]
+        scopes = cast(forms.MultipleChoiceField, self.fields["scopes"])
+        scopes.choices = [(scope, f"{scope}: {descriptions.get(scope, '')}") for scope in scope_choices]
+        roles = cast(forms.TypedMultipleChoiceField, self.fields["roles"])
+        roles.choices = [(role.pk, str(role)) for role in role_choices]
 
 
 class ApiKeyScheduleForm(forms.Form):

@@ -32,9 +32,11 @@ SECRET_BYTES = 32
 SECRET_LENGTH = 43  # ceil(256 / log2(62))
 CHECKSUM_LENGTH = 6  # ceil(32 / log2(62))
 KEY_LENGTH = len(PREFIX) + PUBLIC_ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH
-_SHAPE = re.compile(
-    rf"{PREFIX}([0-9A-Za-z]{{{PUBLIC_ID_LENGTH}}})_[0-9A-Za-z]{{{SECRET_LENGTH}}}([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})"
-)
+# The one definition of the key's shape: its head (prefix and public id, which may be shown) and
+# the whole key. Rate limits (idp.http.ratelimit) and the log's redaction (idp.ops.logs) use them.
+KEY_HEAD = rf"{PREFIX}(?P<public_id>[0-9A-Za-z]{{{PUBLIC_ID_LENGTH}}})_"
+_HEAD = re.compile(KEY_HEAD)
+_SHAPE = re.compile(rf"{KEY_HEAD}[0-9A-Za-z]{{{SECRET_LENGTH}}}(?P<checksum>[0-9A-Za-z]{{{CHECKSUM_LENGTH}}})")
 
 
 def _base62(number: int, width: int) -> str:
@@ -74,9 +76,16 @@ def key_parse(candidate: str) -> ParsedKey | None:
     match = _SHAPE.fullmatch(candidate)
     if match is None:
         return None
-    if not hmac.compare_digest(match.group(2), _checksum(candidate[:-CHECKSUM_LENGTH])):
+    if not hmac.compare_digest(match.group("checksum"), _checksum(candidate[:-CHECKSUM_LENGTH])):
         return None
-    return ParsedKey(public_id=match.group(1), key=candidate)
+    return ParsedKey(public_id=match.group("public_id"), key=candidate)
+
+
+def public_id_of(candidate: str) -> str | None:
+    """The public id a presented value names, from its head alone (the rest unchecked): what a
+    request claims to be, for rate limits, never a proof."""
+    match = _HEAD.match(candidate)
+    return match.group("public_id") if match else None
 
 
 def looks_like_key(candidate: str) -> bool:

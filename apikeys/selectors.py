@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import hmac
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 import audit
 from accounts.models import APIKEYS_MANAGE
 from accounts.selectors import Access, Caller, caller_for_person, subject_access
 from apikeys.keyformat import key_digest, key_parse
 from apikeys.models import ApiKey
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,11 +95,16 @@ def apikey_claims(*, verified: VerifiedKey, issuer: str) -> dict[str, Any]:
     token_type "api_key" (an unusable key answers only {"active": false}, the caller's business)."""
     key = verified.key
     access = verified.access()
+    if key.user_id is not None:
+        subject = str(key.user_id)
+    else:
+        assert key.application is not None  # apikeys_apikey_has_owner: a key without a user has a client
+        subject = key.application.client_id
     answer: dict[str, Any] = {
         "active": True,
         "token_type": "api_key",
         "scope": key.scope,
-        "sub": str(key.user_id) if key.user_id is not None else key.application.client_id,
+        "sub": subject,
         "iat": int(key.created_at.timestamp()),
         "iss": issuer,
         "roles": access.roles,
@@ -186,21 +185,3 @@ def apikeys_rotation_upcoming(*, now: datetime, within: timedelta) -> QuerySet[A
         .select_related("user", "application")
         .order_by("next_rotation_at", "pk")
     )
-
-
-def apikey_use_counter_key(moment: datetime) -> str:
-    """The cache key of the hourly use counter holding `moment` (apikeys.services.apikey_use)."""
-    return f"apikeys:activity:uses:{moment.astimezone(UTC):%Y%m%d%H}"
-
-
-def apikey_uses_by_hour(*, hours: Sequence[datetime]) -> list[int] | None:
-    """Uses of API keys that verified (API calls and introspections), counted per UTC hour, one
-    number for each hour in `hours`; an hour nobody counted is 0. One MGET. None when the
-    counters cannot be read (Redis unreachable): unknown, which is not the same as none."""
-    keys = [apikey_use_counter_key(hour) for hour in hours]
-    try:
-        found = cache.get_many(keys)
-    except RedisError:
-        logger.warning("API key use counters unavailable", exc_info=True)
-        return None
-    return [int(found.get(key, 0)) for key in keys]

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 import audit
@@ -27,7 +28,6 @@ from apikeys.keyformat import key_digest, key_new, public_id_new
 from apikeys.models import ApiKey
 from apikeys.selectors import (
     VerifiedKey,
-    apikey_use_counter_key,
     apikey_verify,
     apikeys_due,
     apikeys_ended,
@@ -40,12 +40,12 @@ logger = logging.getLogger(__name__)
 SIGN_IN_ONLY_SCOPES = frozenset({"openid", "offline_access"})
 MIN_ROTATION_INTERVAL = timedelta(hours=1)
 MAX_GRACE_PERIOD = timedelta(days=30)
-# last_used_at is refreshed at most once per key in this many seconds: one Redis SET NX per
-# request instead of a database write per request.
+# last_used_at is refreshed at most once per key in this many seconds: one cache.add (a Redis SET
+# NX with this timeout) per request instead of a database write per request.
 LAST_USED_RESOLUTION_SECONDS = 60
-# Uses are also counted per UTC hour for the activity overview, which shows the last 24 hours:
-# each hour's counter lives a little longer than that, then Redis drops it.
-USE_COUNTER_TTL_SECONDS = 26 * 3600
+# Counted in the process that verified the key (prometheus_client: under gunicorn, its multiprocess
+# files), with no network call; /metrics and the activity overview read it (idp.ops.metrics).
+APIKEY_USES = Counter("idp_apikey_uses", "Uses of API keys that verified: API calls and introspections.")
 # The sweeps handle at most this many keys per run; the next run takes the rest.
 SWEEP_BATCH = 500
 
@@ -92,8 +92,8 @@ def apikey_create(
     caller: Caller,
     user: Any = None,
     application: Any = None,
-    scopes: list[str] = (),  # type: ignore[assignment]
-    role_ids: list[int] = (),  # type: ignore[assignment]
+    scopes: Sequence[str] = (),
+    role_ids: Sequence[int] = (),
     expires_at: datetime | None = None,
     rotate_every: timedelta | None = None,
     grace_period: timedelta = timedelta(hours=24),
@@ -149,7 +149,7 @@ def apikey_create(
     return IssuedKey(key=key, secret=secret)
 
 
-def _carried(*, user: Any, application: Any, role_ids: list[int]) -> Holdings:
+def _carried(*, user: Any, application: Any, role_ids: Sequence[int]) -> Holdings:
     """What a key with these roles carries: those of them its owner holds, with their permissions."""
     if not role_ids:
         return Holdings()
@@ -166,7 +166,14 @@ def _key_carries(key: ApiKey) -> Holdings:
     )
 
 
-def _rotate(key: ApiKey, *, actor: audit.Actor, now: datetime, scheduled: bool) -> IssuedKey:
+def _rotate(
+    key: ApiKey,
+    *,
+    actor: audit.Actor,
+    now: datetime,
+    scheduled: bool,
+    on_rotated: Callable[[int], Any] | None = None,
+) -> IssuedKey:
     """Make the successor of a locked, usable, not yet rotated key; the old key lives on for its
     grace period. A scheduled rotation keeps the new secret encrypted for the owner to reveal."""
     lifetime = key.expires_at - key.created_at if key.expires_at is not None else None
@@ -199,17 +206,15 @@ def _rotate(key: ApiKey, *, actor: audit.Actor, now: datetime, scheduled: bool) 
         audit.Action.APIKEY_ROTATED,
         actor=actor,
         target=audit.Target.api_key(key),
-        client_id=key.application.client_id if key.application_id is not None else "",
+        client_id=key.application.client_id if key.application is not None else "",
         data={
             "successor": successor.public_id,
             "grace_ends_at": key.grace_ends_at.isoformat(),
             "scheduled": scheduled,
         },
     )
-    if scheduled:
-        from apikeys.tasks import notify_rotated_apikey
-
-        transaction.on_commit(lambda: notify_rotated_apikey.delay(successor.pk))
+    if on_rotated is not None:
+        transaction.on_commit(lambda: on_rotated(successor.pk))
     return IssuedKey(key=successor, secret=secret)
 
 
@@ -229,10 +234,12 @@ def apikey_rotate(*, key_id: int, caller: Caller, now: datetime | None = None) -
     return _rotate(key, actor=caller.actor, now=now, scheduled=False)
 
 
-def apikeys_rotate_due(*, now: datetime) -> int:
+def apikeys_rotate_due(*, now: datetime, on_rotated: Callable[[int], Any] | None = None) -> int:
     """Rotate every key whose schedule is due, each in its own transaction. Safe to run twice at
     once: a key another worker holds is skipped (it is rotated there), and a rotated key is no
-    longer due. Returns how many this run rotated."""
+    longer due. on_rotated(successor id) runs once each rotation has committed (the task enqueues
+    the owner's notice there; a rolled-back rotation notifies nobody). Returns how many this run
+    rotated."""
     rotated = 0
     for _ in range(SWEEP_BATCH):
         with transaction.atomic():
@@ -247,7 +254,7 @@ def apikeys_rotate_due(*, now: datetime) -> int:
             )
             if key is None:
                 break
-            _rotate(key, actor=audit.Actor.system("scheduler"), now=now, scheduled=True)
+            _rotate(key, actor=audit.Actor.system("scheduler"), now=now, scheduled=True, on_rotated=on_rotated)
             rotated += 1
     return rotated
 
@@ -354,40 +361,26 @@ def _used_marker(key: ApiKey) -> str:
     return f"apikey:used:{key.public_id}"
 
 
-def _use_note(key: ApiKey, *, now: datetime) -> bool:
-    """Count one use in its UTC hour and claim the minute's last_used_at write: whether this use
-    is the one to write it. One round trip to Redis. Without Redis the use goes uncounted and
-    unwritten, with a warning: a key that verified is not refused for want of bookkeeping."""
-    backend = caches["default"]
-    counter = apikey_use_counter_key(now)
+def _last_used_claim(key: ApiKey) -> bool:
+    """Whether this use is the one to write last_used_at: the first for the key in its minute, as
+    cache.add decides (set only if absent, with a timeout: one round trip to Redis). Without the
+    cache, no write, with a warning: a key that verified is not refused for want of bookkeeping."""
     try:
-        if isinstance(backend, RedisCache):
-            # Django's cache API has no pipeline, so its own client (the backend's private _cache,
-            # which keeps the connection pool) takes SET NX, INCR and EXPIRE as one MULTI/EXEC.
-            # Keys are made as the cache makes them, and Redis holds integers as plain numbers
-            # (Django's RedisSerializer), so cache.get and cache.get_many read both back.
-            counter_key = backend.make_and_validate_key(counter)
-            pipe = backend._cache.get_client(counter_key, write=True).pipeline()
-            pipe.set(backend.make_and_validate_key(_used_marker(key)), 1, ex=LAST_USED_RESOLUTION_SECONDS, nx=True)
-            pipe.incr(counter_key)
-            pipe.expire(counter_key, USE_COUNTER_TTL_SECONDS)
-            claimed, _, _ = pipe.execute()
-            return bool(claimed)
-        # The development default's in-process cache (one process: nothing to share).
-        backend.add(counter, 0, USE_COUNTER_TTL_SECONDS)
-        backend.incr(counter)
-        return backend.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS)
-    except (RedisError, ValueError):  # ValueError: the in-process counter expired between add and incr
-        logger.warning("API key use not counted: the cache is unavailable", exc_info=True)
+        return bool(cache.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS))
+    except RedisError:
+        logger.warning("API key last use not recorded: the cache is unavailable", exc_info=True)
         return False
 
 
 def apikey_use(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
-    """Verify a presented key and note its use: counted in its UTC hour, and last_used_at written
-    at most once a minute per key (a Redis SET NX decides), never once per request."""
+    """Verify a presented key and note its use: counted (APIKEY_USES), and last_used_at written at
+    most once a minute per key (_last_used_claim), never once per request."""
     now = now or timezone.now()
     verified = apikey_verify(presented=presented, now=now)
-    if verified is not None and _use_note(verified.key, now=now):
+    if verified is None:
+        return None
+    APIKEY_USES.inc()
+    if _last_used_claim(verified.key):
         ApiKey.objects.filter(pk=verified.key.pk).update(last_used_at=now)
     return verified
 
@@ -396,7 +389,10 @@ def apikey_notify_rotated(*, key_id: int) -> bool:
     """Tell the owner by email that the scheduler rotated their key and a new one waits on the
     dashboard. The email never holds the key. Returns whether an email went out."""
     key = ApiKey.objects.select_related("user", "application__user", "rotated_from").get(pk=key_id)
-    owner = key.user if key.user_id is not None else key.application.user
+    owner = key.user
+    if owner is None:
+        assert key.application is not None  # apikeys_apikey_has_owner: a key without a user has a client
+        owner = key.application.user
     if owner is None or not owner.email:
         logger.warning("api key %s rotated; its owner has no email address to notify", key.public_id)
         return False

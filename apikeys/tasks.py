@@ -14,7 +14,8 @@ from apikeys.services import apikey_notify_rotated, apikeys_end_due, apikeys_rot
 # the sweep finds the key still due. Never lost, never doubled (apikeys_rotate_due).
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=120)
 def rotate_due_apikeys() -> int:
-    return apikeys_rotate_due(now=timezone.now())
+    # Each owner is told once their key's rotation has committed; the email never holds the key.
+    return apikeys_rotate_due(now=timezone.now(), on_rotated=notify_rotated_apikey.delay)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=120)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -26,7 +26,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
 import audit
-from accounts.selectors import caller_for_person
+from accounts.models import User
+from accounts.selectors import Caller, caller_for_person
 from apikeys.forms import ApiKeyCreateForm, ApiKeyRevokeForm, ApiKeyScheduleForm, form_add_service_error
 from apikeys.models import ApiKey, KeyState
 from apikeys.selectors import apikey_get_for, apikey_list_for, apikey_manageable_by, apikeys_managed_by
@@ -41,6 +42,11 @@ from apikeys.services import (
 )
 
 KEYS_PER_PAGE = 50
+
+
+def _person_caller(request: HttpRequest) -> Caller:
+    """The signed-in person as the services' caller (every view here requires signing in)."""
+    return caller_for_person(user=cast(User, request.user))
 
 
 def _duration_text(duration: timedelta) -> str:
@@ -165,7 +171,7 @@ class ApiKeyCreateView(LoginRequiredMixin, View):
             try:
                 issued = apikey_create(
                     name=data["name"],
-                    caller=caller_for_person(user=request.user),
+                    caller=_person_caller(request),
                     user=request.user,
                     scopes=data["scopes"],
                     role_ids=data["roles"],
@@ -187,7 +193,7 @@ class ApiKeyRotateView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest, key_id: int) -> HttpResponse:
         key = _manageable_key(request, key_id)
         try:
-            issued = apikey_rotate(key_id=key.pk, caller=caller_for_person(user=request.user))
+            issued = apikey_rotate(key_id=key.pk, caller=_person_caller(request))
         except ValidationError as error:
             messages.error(request, f"{key.public_id} was not rotated: {' '.join(error.messages)}")
             return _to_list()
@@ -200,7 +206,7 @@ class ApiKeyRevealView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest, key_id: int) -> HttpResponse:
         key = _manageable_key(request, key_id)
         try:
-            secret = apikey_reveal(key_id=key.pk, caller=caller_for_person(user=request.user))
+            secret = apikey_reveal(key_id=key.pk, caller=_person_caller(request))
         except ValidationError as error:
             messages.error(request, f"{key.public_id}: {' '.join(error.messages)}")
             return _to_list()
@@ -238,6 +244,7 @@ class ApiKeyScheduleView(LoginRequiredMixin, View):
                 form_add_service_error(form, error)
             else:
                 if key.next_rotation_at is not None:
+                    assert key.rotate_every is not None  # apikey_schedule plans a rotation only with a period
                     text = f"{key.public_id} now rotates every {_duration_text(key.rotate_every)}."
                 else:
                     text = f"{key.public_id} now rotates only by hand."

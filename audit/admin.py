@@ -65,7 +65,8 @@ class ClientFilter(admin.AllValuesFieldListFilter):
 
     def __init__(self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str):
         super().__init__(field, request, params, model, model_admin, field_path)
-        self.lookup_choices = [value for value in self.lookup_choices if value]
+        # A list serves as well as Django's QuerySet here (choices() only iterates it); the stubs want the latter.
+        self.lookup_choices = [value for value in self.lookup_choices if value]  # type: ignore[assignment]
 
 
 @admin.register(AuditEvent)

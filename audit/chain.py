@@ -183,6 +183,7 @@ def verify_export(records: Iterable[dict[str, Any]], *, checkpoint_payload: Call
         if kind == "event":
             _step(state, record, line=line)
         elif kind == "checkpoint":
+            reason: str | None
             try:
                 payload = checkpoint_payload(record.get("jws", ""))
             except KeyWithdrawn as error:

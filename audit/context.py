@@ -100,6 +100,7 @@ class AuditContextMiddleware:
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX],
             request_id=request_id_for(request),
         )
+        # For the error pages (idp.http.errors); HttpRequest does not declare it.
         request.request_id = context.request_id  # type: ignore[attr-defined]
         token = _current.set(context)
         try:

@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import models
 
@@ -53,12 +53,12 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.action} #{self.pk}"
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise ValueError("Audit events are append-only.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ValueError("Audit events are append-only.")
 
     def as_chain_event(self) -> dict[str, Any]:
@@ -104,12 +104,12 @@ class AuditCheckpoint(models.Model):
     def __str__(self) -> str:
         return f"checkpoint after {self.event_count} events"
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise ValueError("Audit checkpoints are append-only.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ValueError("Audit checkpoints are append-only.")
 
     def as_export_line(self) -> dict[str, Any]:

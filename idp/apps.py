@@ -26,12 +26,8 @@ class IdpConfig(AppConfig):
         from idp.ops import metrics
 
         check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.http.cors.client_origin")
-        # A client's origins or its is_active flag changed: the next CORS request reads them anew.
-        post_save.connect(cors.client_origins_forget, sender=Application, dispatch_uid="idp.http.cors.forget_on_save")
-        post_delete.connect(
-            cors.client_origins_forget, sender=Application, dispatch_uid="idp.http.cors.forget_on_delete"
-        )
-        # Client authentication reads clients from the shared cache: any change makes every copy stale.
+        # Client authentication reads clients (and CORS their origins) from the shared cache: any
+        # change to any client makes every copy stale.
         for signal in (post_save, post_delete):
             signal.connect(clients.client_cache.forget, sender=Application, dispatch_uid="idp.clients.forget")
         # DOT revokes an access token by deleting its row, on many paths: a JWT access token's jti
@@ -39,5 +35,22 @@ class IdpConfig(AppConfig):
         post_delete.connect(
             access_tokens.access_token_deleted, sender=AccessToken, dispatch_uid="idp.access_tokens.deny_on_delete"
         )
-        # Metrics from audit rows and Celery signals, in every process: web, worker and beat.
+        # Sign-in events (this page's and the admin's) and the brute-force watch; admin changes.
+        from axes.signals import user_locked_out
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.auth import signals as auth_signals
+
+        from idp import admin
+        from idp.oauth import sessions
+        from idp.pages import signin
+
+        auth_signals.user_logged_in.connect(signin.on_logged_in, dispatch_uid="idp.signin.logged_in")
+        # A session's tokens are revoked first, then its end is recorded.
+        auth_signals.user_logged_out.connect(sessions.session_tokens_revoke, dispatch_uid="idp.sessions.logged_out")
+        auth_signals.user_logged_out.connect(signin.on_logged_out, dispatch_uid="idp.signin.logged_out")
+        auth_signals.user_login_failed.connect(signin.on_login_failed, dispatch_uid="idp.signin.failed")
+        user_locked_out.connect(signin.on_locked_out, dispatch_uid="idp.signin.locked_out")
+        post_save.connect(admin.on_admin_logentry, sender=LogEntry, dispatch_uid="idp.admin.logentry")
+        # Metrics from audit rows and Celery signals, counted in the process they happen in (web or
+        # worker: idp.ops.metrics); every publisher, beat too, stamps the publish time for the lag.
         metrics.receivers_connect()

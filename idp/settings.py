@@ -10,13 +10,12 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 import limits
 from cryptography.fernet import Fernet, MultiFernet
 from django.core.exceptions import ImproperlyConfigured
-
-from idp.oauth.policy import pkce_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,16 +29,15 @@ if _env_file and Path(_env_file).is_file():
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_UNSET = object()
 
 
-def env_str(name: str, default: object = _UNSET) -> str:
+def env_str(name: str, default: str | None = None) -> str:
     """A string from the environment; without a default, a missing value stops startup."""
-    value = _env.str(name, default=None)
+    value: str | None = _env.str(name, default=None)
     if value is None or value == "":
-        if default is _UNSET:
+        if default is None:
             raise ImproperlyConfigured(f"{name} must be set in the environment (see .env.example).")
-        return default  # type: ignore[return-value]
+        return default
     return value
 
 
@@ -309,7 +307,7 @@ OIDC_SCOPES = {
 }
 
 # Every security-relevant DOT default is restated here so the policy reads in one place.
-OAUTH2_PROVIDER = {
+OAUTH2_PROVIDER: dict[str, Any] = {
     "OIDC_ENABLED": True,
     "OIDC_ISS_ENDPOINT": ISSUER,
     "OAUTH2_VALIDATOR_CLASS": "idp.oauth.validator.IdpValidator",
@@ -326,11 +324,11 @@ OAUTH2_PROVIDER = {
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
-    # PKCE (S256 only) is required for public clients and for confidential clients registered
-    # with require_pkce; other confidential clients may omit it (the OpenID certification plans
-    # send none). It must be the function itself: DOT does not import a dotted path here, and a
-    # string would be truthy but not `is True`, silently turning PKCE off.
-    "PKCE_REQUIRED": pkce_required,
+    # PKCE (S256 only), required: DOT's default, restated. Our validator narrows it per client at
+    # DOT's seam (idp.oauth.validator.IdpValidator.is_pkce_required): public clients and
+    # confidential clients registered with require_pkce must send it; other confidential clients
+    # may omit it (the OpenID certification plans send none).
+    "PKCE_REQUIRED": True,
     # RFC 9700 gates, all on. COMPLIANT_BCP_RFC9700_PKCE_REQUIRED does not conflict with the
     # per-client rule: DOT's deploy check accepts a per-client callable as compliant.
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
@@ -364,6 +362,8 @@ OAUTH2_PROVIDER = {
     "APPLICATION_ADMIN_CLASS": "idp.admin.ClientAdmin",
     "ACCESS_TOKEN_ADMIN_CLASS": "idp.admin.AccessTokenAdmin",
     "REFRESH_TOKEN_ADMIN_CLASS": "idp.admin.RefreshTokenAdmin",
+    "GRANT_ADMIN_CLASS": "idp.admin.GrantAdmin",
+    "ID_TOKEN_ADMIN_CLASS": "idp.admin.IDTokenAdmin",
     "CLIENT_SECRET_HASHER": "hmac_sha256",
     "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
@@ -426,7 +426,7 @@ SPECTACULAR_SETTINGS = {
 # Any single query or form value longer than this, or holding a NUL byte, is answered 400 before a
 # view sees it (idp.http.middleware.ParameterGuardMiddleware).
 # Failed sign-ins for one account, or from one IP, reaching this many within the window raise an
-# alert.bruteforce audit event and a WARNING log line (audit.receivers).
+# alert.bruteforce audit event and a WARNING log line (idp.pages.signin).
 AUDIT_BRUTEFORCE_THRESHOLD = env_int("IDP_BRUTEFORCE_ALERT_THRESHOLD", default=10, minimum=2)
 AUDIT_BRUTEFORCE_WINDOW_SECONDS = env_int("IDP_BRUTEFORCE_ALERT_WINDOW_SECONDS", default=600, minimum=10)
 
@@ -591,6 +591,11 @@ if IDP_METRICS_TOKEN and not (
         "IDP_METRICS_TOKEN must be 32 to 256 printable ASCII characters without spaces: "
         "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
     )
+# Each Celery worker serves its own /metrics on this port (every interface; idp.celery), to the
+# same networks and token as above. 0 (the default): no server, and the worker's counts go unread.
+IDP_WORKER_METRICS_PORT = env_int("IDP_WORKER_METRICS_PORT", default=0, minimum=0)
+if IDP_WORKER_METRICS_PORT > 65535:
+    raise ImproperlyConfigured("IDP_WORKER_METRICS_PORT must be a TCP port (1 to 65535), or 0 for none.")
 
 # --- Benchmark ---------------------------------------------------------------------------------
 # Routes the benchmark's floor views (/bench/floor-hello, /bench/floor-db; idp.ops.bench). Only

@@ -3,7 +3,7 @@ from django.utils import timezone
 
 import audit
 from idp.keys.checkpoints import audit_checkpoint_create
-from idp.keys.signing import signing_keys_rotate_due
+from idp.keys.rotation import signing_keys_rotate_due
 from idp.oauth.tokens import tokens_clear_expired
 
 

@@ -9,7 +9,7 @@ from idp.http.policy import endpoint, endpoint_for_namespace
 from idp.oauth.views import logout as oauth_logout
 from idp.ops import bench as bench_views
 from idp.ops import views as ops_views
-from idp.pages import dashboard, views
+from idp.pages import dashboard, signin, views
 
 urlpatterns = [
     path("", include("idp.oauth.urls")),
@@ -19,7 +19,7 @@ urlpatterns = [
     path("readyz", ops_views.readyz, name="readyz"),
     path("metrics", ops_views.metrics, name="metrics"),
     # LoginView already marks the password as a sensitive POST parameter.
-    path("accounts/login/", views.SignInView.as_view(), name="login"),
+    path("accounts/login/", signin.SignInView.as_view(), name="login"),
     path("accounts/logout/", oauth_logout.SignOutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),  # its templates carry style attributes: see endpoint_for_namespace below
     # Staff pages on the dashboard over idp's own data; before the include, so they win.

@@ -1,6 +1,7 @@
 """What the real-browser tests share: Debian's chromium, headless, driven by Playwright's sync API
 against the live server. A test module imports `browser` and `_orm_beside_playwright` from here
-(importing an autouse fixture applies it to that module only).
+(importing an autouse fixture applies it to that module only), and signs a person in with
+`sign_in_page`.
 
 Never `playwright install`: .ci/run installs chromium from Debian, at /usr/bin/chromium.
 """
@@ -11,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connections
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.factories import USER_PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -35,3 +38,14 @@ def browser() -> Iterator[Browser]:
         # as a context variable), so the ORM calls above opened their own: close them before the
         # loop stops, or they outlive the test and block dropping the test database.
         connections.close_all()
+
+
+def sign_in_page(page: Page, base_url: str, user, *, start: str = "/dashboard/") -> None:
+    """Sign in through the real sign-in page, where a signed-out visit to `start` sends a person;
+    the page ends back on `start`."""
+    page.goto(f"{base_url}{start}")
+    expect(page).to_have_url(f"{base_url}/accounts/login/?next={start}")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base_url}{start}")

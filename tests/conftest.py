@@ -6,11 +6,14 @@ import pytest
 # switch lives in test configuration only.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
-from tests.factories import USER_PASSWORD  # noqa: E402
-from tests.relying_party import RelyingParty  # noqa: E402
-
-REDIRECT_URI = "http://127.0.0.1:9999/callback"
-POST_LOGOUT_REDIRECT_URI = "http://127.0.0.1:9999/signed-out"
+from tests.factories import (  # noqa: E402, F401 - REDIRECT_URI and POST_LOGOUT_REDIRECT_URI: imported from here too
+    POST_LOGOUT_REDIRECT_URI,
+    REDIRECT_URI,
+    make_client,
+    make_user,
+    relying_party,
+    sign_in_at,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,20 +42,17 @@ def _fresh_published_keys():
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits_and_lockouts():
-    """No rate-limit counter, sign-in lockout, activity counter (429s, API-key uses) or cached
+    """No rate-limit counter, sign-in lockout or cached
     client or roles (accounts.selectors.MarkedCache) left from another test: Redis outlives test
     databases, whose ids start again at 1 in the next run. Tests of the limits lower them in
     settings."""
-    from django.core.cache import cache
-
     from idp.http.ratelimit import KEY_PREFIX
+    from tests.redis_keys import raw_redis
 
-    client = cache._cache.get_client()
+    client = raw_redis()
     patterns = (
         f"{KEY_PREFIX}*",
         "*:axes-*",
-        "*:idp:activity:*",
-        "*:apikeys:activity:*",
         "*:idp:access:*",
         "*:idp:clients:*",
     )
@@ -64,7 +64,7 @@ def _fresh_rate_limits_and_lockouts():
 @pytest.fixture
 def signing_key(db):
     import audit
-    from idp.keys.signing import signing_keys_ensure
+    from idp.keys.rotation import signing_keys_ensure
     from idp.models import SigningKey
 
     signing_keys_ensure(actor=audit.Actor.system("tests"))
@@ -73,8 +73,6 @@ def signing_key(db):
 
 @pytest.fixture
 def alice(db):
-    from tests.factories import make_user
-
     return make_user(username="alice", email="alice@example.com", first_name="Alice", last_name="Liddell")
 
 
@@ -83,8 +81,6 @@ def issued_client(db):
     """A confidential authorization-code client, as `create_client` registers it; marked a resource
     server too (create_client --introspect), since many tests check a token it got by introspecting
     it with the same credentials."""
-    from tests.factories import make_client
-
     return make_client(
         redirect_uris=[REDIRECT_URI], post_logout_redirect_uris=[POST_LOGOUT_REDIRECT_URI], is_resource_server=True
     )
@@ -93,15 +89,10 @@ def issued_client(db):
 @pytest.fixture
 def rp(live_server, signing_key, issued_client):
     """The relying party, talking to the live server over HTTP."""
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=issued_client.application.client_id,
-        client_secret=issued_client.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
+    return relying_party(live_server.url, issued_client)
 
 
 @pytest.fixture
 def signed_in_code(rp, alice):
     """A fresh authorization code for alice, with PKCE."""
-    return rp.authorize(username=alice.username, password=USER_PASSWORD)
+    return sign_in_at(rp, alice)

@@ -32,7 +32,7 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
     def filter(self, qs: QuerySet, value: datetime.datetime | None) -> QuerySet:
         offset = value.utcoffset() if value is not None else None
-        if offset is not None and abs(offset) > datetime.timedelta(hours=15, minutes=59):
+        if value is not None and offset is not None and abs(offset) > datetime.timedelta(hours=15, minutes=59):
             try:
                 value = value.astimezone(datetime.UTC)
             except OverflowError:
@@ -103,7 +103,9 @@ class AuditEventListApi(GenericAPIView):
         source_ip = serializers.CharField(help_text="Empty when no request recorded it (a task, a command).")
         user_agent = serializers.CharField()
         request_id = serializers.CharField()
-        data = serializers.DictField(help_text="Details: identifiers and names, never a secret.")
+        # The serializer's metaclass takes declared fields out of the class, so this one does not
+        # shadow Serializer.data at runtime; to the stubs it does.
+        data = serializers.DictField(help_text="Details: identifiers and names, never a secret.")  # type: ignore[assignment]
         hash = serializers.CharField(
             help_text="SHA-256 (hex) of the previous event's hash and this event's fields: the tamper-evident "
             "chain that manage.py verify_audit checks."

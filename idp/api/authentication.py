@@ -7,6 +7,8 @@ from typing import Any
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework.request import Request
 
+from accounts.credentials import authorization_parse
+
 
 class BearerAuthentication(OAuth2Authentication):
     """DOT's token check, for a token in the Authorization header only (RFC 6750 §2.1).
@@ -22,8 +24,7 @@ class BearerAuthentication(OAuth2Authentication):
     www_authenticate_realm = "idp"
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        if authorization_parse(request.META.get("HTTP_AUTHORIZATION")).bearer is None:
             return None
         # Django's request, not DRF's: DOT reads request.POST, which on DRF's request would parse
         # the JSON body before the caller is known (a malformed body answered 400 instead of 401).
@@ -31,5 +32,6 @@ class BearerAuthentication(OAuth2Authentication):
         authenticated = super().authenticate(django_request)
         if authenticated is None and not getattr(django_request, "oauth2_error", None):
             # RFC 6750 §3.1: a token was presented and is not valid (unknown, expired, revoked).
-            django_request.oauth2_error = {"error": "invalid_token"}
+            # DOT's own attribute (its authenticate_header reads it), which HttpRequest does not declare.
+            django_request.oauth2_error = {"error": "invalid_token"}  # type: ignore[attr-defined]
         return authenticated

@@ -16,7 +16,7 @@ class OrderingFilter(filters.OrderingFilter):
     that names no fields cannot be reordered at all. Unknown fields are ignored, as in DRF.
     """
 
-    def get_valid_fields(self, queryset: QuerySet, view: Any, context: Any = None) -> list[tuple[str, str]]:
+    def get_valid_fields(self, queryset: QuerySet[Any] | None, view: Any, context: Any = None) -> list[tuple[str, str]]:
         fields = getattr(view, "ordering_fields", None)
         if not isinstance(fields, list | tuple):
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from rest_framework import exceptions, pagination
 from rest_framework.request import Request
@@ -51,7 +52,8 @@ class IdCursorPagination(pagination.CursorPagination):
         except exceptions.NotFound:
             raise invalid from None
         # DRF filters on the position as given: a non-number would fail there with a ValueError, a
-        # number past bigint in the database.
-        if cursor is not None and cursor.position is not None and not _ID.fullmatch(cursor.position):
+        # number past bigint in the database. Decoded, the position is the query string's text
+        # (djangorestframework-stubs type it int, as it is when encoding).
+        if cursor is not None and cursor.position is not None and not _ID.fullmatch(cast(str, cursor.position)):
             raise invalid
         return cursor

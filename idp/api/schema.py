@@ -3,7 +3,7 @@ scheme and the error responses every operation can give."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
@@ -30,7 +30,7 @@ _ERRORS = {
 
 
 class AutoSchema(SpectacularAutoSchema):
-    def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
+    def get_serializer_name(self, serializer: serializers.Serializer, direction: Literal["request", "response"]) -> str:
         # Views nest their own Input/Output classes (RoleDetailApi.Input); name components after
         # the view so they do not collide: RoleDetailInput.
         qualname = type(serializer).__qualname__

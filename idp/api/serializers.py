@@ -127,7 +127,9 @@ class RoleOutput(serializers.ModelSerializer):
         read_only=True,
         help_text="The client this role belongs to; null for a global role.",
     )
-    permissions = serializers.SlugRelatedField(slug_field="codename", many=True, read_only=True)
+    permissions: serializers.SlugRelatedField[Permission] = serializers.SlugRelatedField(
+        slug_field="codename", many=True, read_only=True
+    )
 
     class Meta:
         model = Role

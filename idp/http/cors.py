@@ -3,8 +3,8 @@ origins in settings plus each active client's registered allowed_origins.
 
 django-cors-headers (CorsMiddleware below) answers CORS on those endpoints only, the settings'
 origins itself; it asks the receiver below about any other origin. The registered origins are read
-once into the shared cache (Redis), so every web process gives the same answer, and dropped
-from it whenever a client is saved or deleted.
+once into the shared cache (Redis), beside the cached clients, so every web process gives the same
+answer, and become stale with them whenever any client is saved or deleted.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import corsheaders.middleware
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import HttpRequest
 
 from idp.http.policy import endpoint_of
 from idp.models import LOOPBACK_HOSTS, Application
+from idp.oauth.clients import client_cache
 
-_CACHE_KEY = "idp:cors:client-origins"
-# Invalidation covers saves and deletes; the timeout bounds what a bulk update() could leave.
-_CACHE_SECONDS = 300
+# The registered origins are kept with the cached clients (idp.oauth.clients.client_cache): any
+# save or delete of any client makes both stale, in every process, by the same mark.
+_CACHE_KEY = "cors:client-origins"
 
 
 def origin_validate(origin: str) -> None:
@@ -45,21 +44,17 @@ def origin_validate(origin: str) -> None:
 
 def client_origins() -> frozenset[str]:
     """Every active client's registered origins, from the shared cache when present."""
-    origins = cache.get(_CACHE_KEY)
-    if origins is None:
-        values = Application.objects.filter(is_active=True).exclude(allowed_origins="")
-        origins = frozenset(
-            origin.rstrip("/").lower()
-            for value in values.values_list("allowed_origins", flat=True)
-            for origin in value.split()
-        )
-        cache.set(_CACHE_KEY, origins, _CACHE_SECONDS)
-    return origins
+    origins = client_cache.get_or_read(_CACHE_KEY, _client_origins_read)
+    return origins if origins is not None else frozenset()
 
 
-def client_origins_forget(**kwargs: Any) -> None:
-    # After the commit: dropped earlier, a concurrent request could cache the old origins again.
-    transaction.on_commit(lambda: cache.delete(_CACHE_KEY))
+def _client_origins_read() -> frozenset[str]:
+    values = Application.objects.filter(is_active=True).exclude(allowed_origins="")
+    return frozenset(
+        origin.rstrip("/").lower()
+        for value in values.values_list("allowed_origins", flat=True)
+        for origin in value.split()
+    )
 
 
 def cors_allow_client_origin(sender: Any, request: HttpRequest, **kwargs: Any) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
 
@@ -88,7 +88,7 @@ class SecurityMiddleware(DjangoSecurityMiddleware):
     """Django's, with the HTTPS redirect skipped for endpoints that declare https_only=False (the
     probes and the scraper that reach gunicorn directly, without the TLS proxy)."""
 
-    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+    def process_request(self, request: HttpRequest) -> HttpResponsePermanentRedirect | None:
         if self.redirect and not request.is_secure() and not endpoint_of(request).https_only:
             return None
         return super().process_request(request)

@@ -126,9 +126,9 @@ def _urlconf_changed(*, setting: str, **kwargs: Any) -> None:
 
 def endpoint_of(request: HttpRequest) -> Endpoint:
     """The policy of the endpoint this request is for; kept on the request once found."""
-    found = getattr(request, "_endpoint_policy", None)
+    found: Endpoint | None = getattr(request, "_endpoint_policy", None)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     routes = _map()
     found = routes.exact.get(request.path_info)
     if found is None:
@@ -138,7 +138,7 @@ def endpoint_of(request: HttpRequest) -> Endpoint:
             found = Endpoint(errors="json") if request.path_info.startswith(routes.json_areas) else PAGE
         else:
             found = declared(match.func) or _namespaces.get(match.namespace.split(":")[0]) or PAGE
-    request._endpoint_policy = found  # type: ignore[attr-defined]
+    request._endpoint_policy = found  # type: ignore[attr-defined]  # a memo HttpRequest does not declare
     return found
 
 

@@ -17,7 +17,6 @@ The limits are settings.IDP_RATE_LIMITS; the storage is settings.IDP_RATE_LIMIT_
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import math
@@ -27,8 +26,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, cast
 
 import limits
 from django.conf import settings
@@ -38,6 +36,8 @@ from limits.strategies import MovingWindowRateLimiter
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from accounts.credentials import authorization_parse
+from apikeys.keyformat import public_id_of
 from audit.context import client_ip
 from idp.http.policy import endpoint_of
 
@@ -51,7 +51,6 @@ KEY_PREFIX = "idp:rl"
 # Everything a client can put in a key is bounded and hashed below, so a key stays short.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,100}")
 _FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
-_API_KEY = re.compile(r"idpk_([0-9A-Za-z]{12})_")
 # A storage that cannot connect must answer fast: the limiter then lets the request through.
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
@@ -99,14 +98,11 @@ def _digest(value: str) -> str:
 def _client_id(request: HttpRequest) -> str | None:
     """The client_id the request presents: HTTP Basic (RFC 6749 §2.3.1, form-encoded), else the
     form body or the query string. Unverified: a wrong one only counts against itself."""
-    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    authorization = authorization_parse(request.META.get("HTTP_AUTHORIZATION"))
     candidate = None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-        except ValueError:  # not base64 (binascii.Error), non-ASCII, or not UTF-8 underneath
-            decoded = ""
-        candidate = unquote(decoded.partition(":")[0].replace("+", " "))
+    if authorization.scheme == "basic":
+        basic = authorization.basic
+        candidate = basic[0] if basic is not None else ""
     elif request.method == "POST" and request.content_type in _FORMS:
         candidate = request.POST.get("client_id")
     if candidate is None:
@@ -115,13 +111,10 @@ def _client_id(request: HttpRequest) -> str | None:
 
 
 def _api_key_public_id(request: HttpRequest) -> str | None:
-    presented = request.META.get("HTTP_X_API_KEY", "")
+    presented = request.META.get("HTTP_X_API_KEY", "").strip()
     if not presented:
-        scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-    match = _API_KEY.match(presented.strip())
-    return match.group(1) if match else None
+        presented = authorization_parse(request.META.get("HTTP_AUTHORIZATION")).bearer or ""
+    return public_id_of(presented)
 
 
 def _session_user_id(request: HttpRequest) -> str | None:
@@ -181,7 +174,7 @@ def rate_limited(request: HttpRequest, view: Callable[[HttpRequest], HttpRespons
         return view(request)
     refusal = _before(request, group)
     if refusal is not None:
-        return too_many_requests(_refused(refusal))
+        return too_many_requests(refusal)
     proofs = _Proofs()
     token = _proofs.set(proofs)
     try:
@@ -194,9 +187,11 @@ def rate_limited(request: HttpRequest, view: Callable[[HttpRequest], HttpRespons
 
 @cache
 def _storage(url: str) -> Storage:
+    # Synchronous storage: only an async+ scheme would give the asyncio kind, and settings name a
+    # redis(s):// URL or memory://.
     if url.startswith(("redis://", "rediss://")):
-        return storage_from_string(url, key_prefix=KEY_PREFIX, **_REDIS_OPTIONS)
-    return storage_from_string(url)
+        return cast(Storage, storage_from_string(url, key_prefix=KEY_PREFIX, **_REDIS_OPTIONS))
+    return cast(Storage, storage_from_string(url))
 
 
 def _hit(rule: str, identity: str) -> Refusal | None:
@@ -231,17 +226,6 @@ def _window(rule: str, identity: str, *, spend: bool) -> Refusal | None:
     return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
 
 
-def _refused(refusal: Refusal) -> Refusal:
-    """A refusal that is answered with a 429, counted for the activity overview (only those: a
-    proven client's count spent after its answer went out refuses nothing yet)."""
-    # Imported here: DRF imports this module (ApiUserThrottle) while it loads, possibly before
-    # the models idp.ops.activity needs are ready.
-    from idp.ops.activity import refusal_note
-
-    refusal_note()
-    return refusal
-
-
 class ApiRateLimited(Throttled):
     default_detail = "too many requests, retry later"
 
@@ -260,7 +244,7 @@ class ApiUserThrottle(BaseThrottle):
         if user_id is not None:
             refusal = _hit("api.user", str(user_id))
             if refusal is not None:
-                raise ApiRateLimited(_refused(refusal).retry_after_seconds)
+                raise ApiRateLimited(refusal.retry_after_seconds)
         return True
 
 

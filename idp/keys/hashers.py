@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import BasePasswordHasher, mask_hash
 from django.utils.crypto import constant_time_compare
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class ClientSecretHasher(BasePasswordHasher):
@@ -22,7 +26,8 @@ class ClientSecretHasher(BasePasswordHasher):
     algorithm = "hmac_sha256"
 
     def encode(self, password: str, salt: str) -> str:
-        self._check_encode_args(password, salt)
+        # Django's own argument check; django-stubs leaves this private helper out.
+        self._check_encode_args(password, salt)  # type: ignore[attr-defined]
         digest = hmac.new(
             settings.CLIENT_SECRET_PEPPER.encode(), f"{salt}${password}".encode(), hashlib.sha256
         ).hexdigest()
@@ -37,7 +42,7 @@ class ClientSecretHasher(BasePasswordHasher):
         decoded = self.decode(encoded)
         return constant_time_compare(encoded, self.encode(password, decoded["salt"]))
 
-    def safe_summary(self, encoded: str) -> dict[str, str]:
+    def safe_summary(self, encoded: str) -> dict[StrOrPromise, Any]:
         decoded = self.decode(encoded)
         return {
             "algorithm": decoded["algorithm"],

@@ -106,6 +106,8 @@ def _token_revoked(
     token: AccessToken | RefreshToken, *, actor: audit.Actor, reason: str, access_tokens: int, refresh_tokens: int
 ) -> None:
     application = token.application
+    # DOT's column is nullable, but every token the provider issues names its client.
+    assert application is not None
     audit.record(
         audit.Action.TOKEN_REVOKED,
         actor=actor,
@@ -193,7 +195,8 @@ def id_token_hint_read(hint: str, *, issuer: str, now: datetime | None = None) -
     audiences = tuple(audience) if isinstance(audience, list) else (audience,) if isinstance(audience, str) else ()
     if not audiences or not all(isinstance(item, str) for item in audiences):
         return None
-    client_id = claims.get("azp") if isinstance(claims.get("azp"), str) else audiences[0]
+    azp = claims.get("azp")
+    client_id = azp if isinstance(azp, str) else audiences[0]
     expires = claims.get("exp")
     moment = (now or timezone.now()).timestamp()
     return IdTokenHint(

@@ -6,8 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,35 +18,60 @@ from django.db.models import F
 from django.utils import timezone
 from jwcrypto import jwt
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.signals import app_authorized
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 import audit
+from accounts.credentials import authorization_parse
 from accounts.selectors import subject_access, user_standard_claims
 from idp.http import ratelimit
 from idp.keys import signing as keys
-from idp.models import AccessToken, Grant, IDToken, RefreshToken
+from idp.models import AccessToken, Application, Grant, IDToken, RefreshToken
 from idp.oauth import access_tokens, clients, tokens
 from idp.ops import logs
 
-# The ID token finalize_id_token signed in this request (thread or task), with its row, until
-# _save_bearer_token has linked it. Not an attribute: DOT keeps one validator for every request.
-_id_token_just_signed: ContextVar[tuple[str, Any] | None] = ContextVar("id_token_just_signed", default=None)
-# The browser session the tokens _save_bearer_token is saving belong to, for _set_token_value,
-# which DOT calls on each new token before saving it (and without the request).
-_issuing_session: ContextVar[str] = ContextVar("issuing_session", default="")
+
+@dataclass
+class TokenRequest:
+    """What one token request has established so far, for the seams DOT calls later in the same
+    request. One object per request (idp.oauth.views.token opens it), kept in a context variable:
+    DOT shares one validator among every request, and some seams (_set_token_value) get no
+    request at all."""
+
+    grant: Grant | None = None  # the code's row, locked and checked once by validate_code
+    access_token: AccessToken | None = None  # the access token just issued
+    id_token: tuple[str, IDToken] | None = None  # the ID token just signed, with its row
+    session_id: str = ""  # the browser session the tokens belong to (idp.oauth.sessions)
+
+
+_token_request: ContextVar[TokenRequest | None] = ContextVar("idp_token_request", default=None)
+
+
+@contextmanager
+def token_request_opened() -> Iterator[TokenRequest]:
+    """The state of the token request that runs inside (idp.oauth.views.token.TokenView)."""
+    state = TokenRequest()
+    reset = _token_request.set(state)
+    try:
+        yield state
+    finally:
+        _token_request.reset(reset)
+
+
+def _state() -> TokenRequest:
+    """This token request's state; outside one (a seam called some other way), a throwaway one."""
+    return _token_request.get() or TokenRequest()
 
 
 def _session_of(request: Any) -> str:
-    """The browser session (idp.oauth.sessions) a token request's tokens belong to: the session
-    the code was issued through, or the refresh token's; none for client credentials."""
-    grant = getattr(request, "idp_grant", None)
+    """The browser session a token request's tokens belong to: the session the code was issued
+    through, or the refresh token's; none for client credentials."""
+    grant = _state().grant
     if grant is not None:
         return grant.session_id
-    refresh = getattr(request, "refresh_token_instance", None)
-    if refresh is not None and getattr(request, "grant_type", None) == "refresh_token":
-        return refresh.session_id
+    refresh = getattr(request, "refresh_token_instance", None)  # DOT's validate_refresh_token sets it
+    if getattr(request, "grant_type", None) == "refresh_token" and refresh is not None:
+        return str(refresh.session_id)
     return ""
 
 
@@ -82,12 +109,17 @@ class IdpValidator(OAuth2Validator):
     # client (RFC 6749 §2.1: it has no credentials) once it named a registered client; an unknown
     # client_id a caller typed never reaches the log.
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
-        authorization = (request.headers or {}).get("Authorization", "")
-        if authorization[:6].lower() == "basic " and getattr(request, "client_secret", None) is not None:
+        basic = authorization_parse((request.headers or {}).get("Authorization")).basic
+        if basic is not None and getattr(request, "client_secret", None) is not None:
             # RFC 6749 §2.3: a client uses one authentication method per request. Which of two
             # secrets counts would otherwise be DOT's choice; a client sending both is misbuilt.
             raise errors.InvalidRequestError(
                 description="client credentials in both the Authorization header and the body", request=request
+            )
+        body_client_id = getattr(request, "client_id", None)
+        if basic is not None and body_client_id is not None and body_client_id != basic[0]:
+            raise errors.InvalidRequestError(
+                description="client_id does not match the Basic credentials", request=request
             )
         authenticated = super().authenticate_client(request, *args, **kwargs)
         if authenticated:
@@ -183,6 +215,16 @@ class IdpValidator(OAuth2Validator):
                 data={"reason": "reuse_detected", "access_tokens": swept, "refresh_tokens": swept},
             )
 
+    def is_pkce_required(self, client_id: str, request: Any) -> bool:
+        """PKCE is required of public clients and of confidential clients registered with
+        require_pkce (settings PKCE_REQUIRED says required; this is its per-client answer).
+        oauthlib asks once the client is known (validate_client_id, authenticate_client), so the
+        client on the request answers without a query; an unknown client needs PKCE."""
+        client = request.client
+        if client is None or client.client_id != client_id:
+            client = clients.client_cached(client_id=client_id)
+        return client is None or client.client_type == Application.CLIENT_PUBLIC or bool(client.require_pkce)
+
     # --- Authorization codes: single use, and reuse revokes what the first use bought. The token
     # view runs in one transaction, so the row lock below serialises two redemptions of a code.
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
@@ -206,7 +248,7 @@ class IdpValidator(OAuth2Validator):
         if not grant.user.is_active or not client.is_active:
             return False  # a code outlives neither its user's deactivation nor its client's
         # What DOT's validate_code sets, from the row already locked (one query, not two).
-        request.idp_grant = grant
+        _state().grant = grant
         request.scopes = grant.scope.split(" ")
         request.user = grant.user
         if grant.nonce:
@@ -217,7 +259,7 @@ class IdpValidator(OAuth2Validator):
 
     def invalidate_authorization_code(self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any) -> None:
         redeemed = Grant.objects.filter(code=code, application=request.client, redeemed_at__isnull=True).update(
-            redeemed_at=timezone.now(), access_token=getattr(request, "issued_access_token", None)
+            redeemed_at=timezone.now(), access_token=_state().access_token
         )
         if not redeemed:
             raise errors.InvalidGrantError(request=request)
@@ -283,12 +325,12 @@ class IdpValidator(OAuth2Validator):
         if isinstance(request.claims, dict) and request.claims.get("userinfo"):
             access_token.claims = {"userinfo": request.claims["userinfo"]}
             access_token.save(update_fields=["claims"])
-        request.issued_access_token = access_token
+        _state().access_token = access_token
         return access_token
 
     def _set_token_value(self, token_instance: Any, raw_token: str) -> None:
         super()._set_token_value(token_instance, raw_token)
-        token_instance.session_id = _issuing_session.get()
+        token_instance.session_id = _state().session_id
         if isinstance(token_instance, AccessToken) and (minted := access_tokens.unverified_jti_exp(raw_token)):
             # A JWT access token's row keeps its jti and expires with the token: deleting the row
             # revokes it until then (idp.oauth.access_tokens).
@@ -313,23 +355,28 @@ class IdpValidator(OAuth2Validator):
             # consented (the README's promise for every authorization code: least privilege).
             # oauthlib always makes one; this drops it before it is saved or answered.
             token.pop("refresh_token", None)
-        session = _issuing_session.set(_session_of(request))
-        try:
-            super()._save_bearer_token(token, request, *args, **kwargs)
-        finally:
-            _issuing_session.reset(session)
-            _id_token_just_signed.set(None)  # this request's only: the validator is shared by all
+        state = _state()
+        state.session_id = _session_of(request)
+        super()._save_bearer_token(token, request, *args, **kwargs)
         if request.user is not None:
             logs.request_user_set(user_id=request.user.pk)  # whom the tokens act for, in the request line
-        # DOT's own TokenView sends this after answering, re-reading the token (idp's TokenView
-        # does not: see there). Sent here instead, inside the transaction, with the token just made
-        # and oauthlib's request: the audit app records token.issued / token.refreshed from it.
-        app_authorized.send(sender=type(self), request=request, token=request.issued_access_token)
+        # The tokens and their audit row commit together: DOT calls this inside the token request's
+        # transaction (idp.oauth.views.token).
+        issued = state.access_token
+        assert issued is not None  # noqa: S101 - _create_access_token ran above
+        client = request.client
+        audit.record(
+            audit.Action.TOKEN_REFRESHED if request.grant_type == "refresh_token" else audit.Action.TOKEN_ISSUED,
+            actor=audit.Actor.client(client),
+            target=audit.Target.user(issued.user) if issued.user_id is not None else audit.Target.client(client),
+            client_id=client.client_id,
+            data={"grant": request.grant_type, "scope": issued.scope},
+        )
 
     # DOT reads the grant again for each of these (oauthlib asks after validate_code); the row
     # validate_code locked and checked for this client answers them all, within the request.
     def _grant_validated(self, code: str, request: Any) -> Grant | None:
-        grant = getattr(request, "idp_grant", None)
+        grant = _state().grant
         if grant is None or request.code != code or grant.application_id != getattr(request.client, "pk", None):
             return None
         return grant
@@ -342,6 +389,10 @@ class IdpValidator(OAuth2Validator):
             confirmed = super().confirm_redirect_uri(client_id, code, redirect_uri, client, request, *args, **kwargs)
         else:
             confirmed = grant.redirect_uri_allowed(redirect_uri)
+        if confirmed and request.using_default_redirect_uri and grant is not None and "openid" in grant.scope.split():
+            # RFC 6749 §4.1.3: required when the authorization request had it, which an OpenID
+            # request always does (idp.oauth.server refuses one without it).
+            raise errors.InvalidRequestError(description="redirect_uri is required", request=request)
         if not confirmed:
             # RFC 6749 §5.2: the redirect_uri does not match the one the code was issued to, so the
             # grant is invalid (oauthlib would answer invalid_request).
@@ -412,7 +463,7 @@ class IdpValidator(OAuth2Validator):
         request.access_token = saved
         request.id_token = saved
         serialized = signed.serialize()
-        _id_token_just_signed.set((serialized, saved))
+        _state().id_token = (serialized, saved)
         return serialized
 
     def _save_id_token(
@@ -432,7 +483,7 @@ class IdpValidator(OAuth2Validator):
         # DOT verifies the ID token finalize_id_token just signed, and reads its row again, to link
         # it to the access token in _save_bearer_token. The very string signed a moment ago, in
         # this request, needs neither.
-        signed = _id_token_just_signed.get()
+        signed = _state().id_token
         if signed is not None and hmac.compare_digest(signed[0], token):
             return signed[1]
         return super()._load_id_token(token)
@@ -461,7 +512,7 @@ class IdpValidator(OAuth2Validator):
         scopes = set(request.scopes)
         registered = set(request.client.scope_list) if request.client is not None else set()
         asked = set((requested or {}).get(target) or {}) if isinstance(requested, dict) else set()
-        released = {"sub": str(request.user.pk)}
+        released: dict[str, Any] = {"sub": str(request.user.pk)}
         for name, value in available.items():
             scope = self.oidc_claim_scope.get(name)
             if scope in scopes or (name in asked and scope in registered):

@@ -1,15 +1,10 @@
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 import audit
-from idp.http.policy import endpoint
 from idp.models import Consent
 from idp.oauth.consent import consent_get_for, consent_list_for
 from idp.oauth.consent import consent_revoke as consent_withdraw
@@ -34,18 +29,3 @@ def consent_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
     consent_withdraw(user=request.user, client_id=client_id, actor=audit.Actor.user(request.user))
     messages.success(request, f"{consent.application.name} no longer has access to your account.")
     return redirect("home")
-
-
-@endpoint(rate="signin", rate_methods=("POST",))
-class SignInView(LoginView):
-    """Django's sign-in page; when a client sent login_hint (OIDC Core §3.1.2.1) with the
-    authorization request it comes back from, the username field starts with it."""
-
-    def get_initial(self) -> dict[str, Any]:
-        initial = super().get_initial()
-        next_url = self.request.GET.get("next", "")
-        if next_url.startswith("/oauth/authorize/"):
-            hint = parse_qs(urlsplit(next_url).query).get("login_hint", [""])[0]
-            if hint and len(hint) <= 150:
-                initial["username"] = hint
-        return initial

@@ -16,7 +16,7 @@ import audit
 from accounts.models import Permission, RoleAssignment
 from accounts.selectors import Access, subject_access
 from accounts.services import role_create, role_delete, role_grant, role_revoke
-from tests.factories import make_client, make_user
+from tests.factories import make_client, make_machine_client, make_user
 
 SYSTEM = audit.Actor.system("tests")
 
@@ -27,8 +27,8 @@ def clients(db):
     return {
         "a": make_client().application,
         "b": make_client().application,
-        "machine": make_client(grant="client_credentials", redirect_uris=[]).application,
-        "machine2": make_client(grant="client_credentials", redirect_uris=[]).application,
+        "machine": make_machine_client().application,
+        "machine2": make_machine_client().application,
     }
 
 

@@ -14,7 +14,7 @@ import audit
 from accounts.models import Permission, Role, RoleAssignment
 from accounts.services import permission_ensure, role_create
 from audit.models import AuditEvent
-from tests.factories import make_client, make_user
+from tests.factories import make_client, make_machine_client, make_user
 
 SYSTEM = audit.Actor.system("tests")
 
@@ -33,7 +33,7 @@ def actions() -> list[str]:
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[]).application
+    return make_machine_client(scopes=[]).application
 
 
 # --- create_role ---------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ client_credentials (authlib)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import secrets
 from collections.abc import Callable, Iterable
@@ -15,12 +14,17 @@ import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
-import audit
-from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client, make_user
-from tests.relying_party import RelyingParty
+from tests.factories import (  # noqa: F401 - role_with and SYSTEM: imported from here too
+    REDIRECT_URI,
+    SYSTEM,
+    make_client,
+    make_machine_client,
+    make_user,
+    relying_party,
+    role_with,
+    tokens_at,
+)
 
-SYSTEM = audit.Actor.system("tests")
 ALL_PERMISSIONS = (
     "idp.apikeys.manage",
     "idp.users.read",
@@ -104,20 +108,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}-{secrets.token_hex(3)}"
 
 
-def role_with(codenames: Iterable[str], **kwargs: Any):
-    """A global role holding exactly these permissions (found again if one already does)."""
-    from accounts.models import Role
-    from accounts.services import role_create
-
-    wanted = sorted(set(codenames))
-    name = "holds-" + hashlib.sha256(" ".join(wanted).encode()).hexdigest()[:12]
-    if not kwargs:
-        role = Role.objects.filter(name=name, application__isnull=True).first()
-        if role is not None:
-            return role
-    return role_create(name=kwargs.pop("name", name), permissions=wanted, actor=SYSTEM, **kwargs)
-
-
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Argon2 is slow by design (a user and a sign-in cost about half a second); these tests are
@@ -148,15 +138,8 @@ def user_subject(live_server, signing_key, management, console) -> Callable[...,
         user = make_user(**fields)
 
         def issue(scope: str) -> str:
-            rp = RelyingParty(
-                base_url=live_server.url,
-                client_id=console.application.client_id,
-                client_secret=console.client_secret,
-                redirect_uri=REDIRECT_URI,
-            )
             scopes = "openid idp.manage" if scope == "idp.manage" else "openid profile"
-            result = rp.authorize(username=user.username, password=USER_PASSWORD, scope=scopes)
-            return rp.exchange(result)["access_token"]
+            return tokens_at(relying_party(live_server.url, console), user, scope=scopes)["access_token"]
 
         return Subject("user", live_server, {"user": user}, issue)
 
@@ -166,7 +149,7 @@ def user_subject(live_server, signing_key, management, console) -> Callable[...,
 @pytest.fixture
 def service_subject(live_server, signing_key, management) -> Callable[[], Subject]:
     def make() -> Subject:
-        issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["idp.manage", "profile"])
+        issued = make_machine_client(scopes=["idp.manage", "profile"])
         return Subject(
             "service_account",
             live_server,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from idp.models import Application
-from tests.factories import make_client
+from tests.factories import make_machine_client, make_public_client
 
 
 def token_reply(live_server, client_id: str, secret: str, how: str) -> requests.Response:
@@ -33,7 +33,7 @@ def works(live_server, client_id: str, secret: str) -> bool:
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], is_resource_server=True)
+    return make_machine_client(is_resource_server=True)
 
 
 def test_a_rotated_secret_keeps_working_for_the_grace_period_then_stops(live_server, admin, machine):
@@ -107,7 +107,7 @@ def test_the_grace_period_is_zero_to_thirty_days(admin, machine):
 
 
 def test_a_public_client_has_no_secret_to_rotate(admin):
-    public = make_client(client_type="public").application
+    public = make_public_client().application
     reply = admin.api().post(f"/clients/{public.client_id}/rotate-secret/", {"grace_seconds": 60})
     assert reply.status_code == 400
     assert reply.json()["error_description"] == "client_id: only a confidential client has a secret"

@@ -13,7 +13,7 @@ from accounts.services import role_create, role_grant
 from audit.models import AuditEvent
 from idp.models import Application
 from tests.api.conftest import ALL_PERMISSIONS, SYSTEM, error_of, role_with, unique
-from tests.factories import USER_PASSWORD, UserFactory, make_client, make_user
+from tests.factories import USER_PASSWORD, UserFactory, make_machine_client, make_user
 
 # A roles administrator: may grant and shape roles, but holds nothing about users or clients.
 ROLES_ADMIN = ["idp.roles.read", "idp.roles.manage"]
@@ -141,7 +141,7 @@ def test_a_role_holding_permissions_the_caller_lacks_cannot_be_changed_or_delete
 def test_staff_flags_are_unknown_fields_on_every_write(admin):
     """Not even accepted and ignored: a request that tries to set them learns it cannot."""
     target = UserFactory()
-    client = make_client(grant="client_credentials", redirect_uris=[], scopes=[]).application
+    client = make_machine_client(scopes=[]).application
     role = role_with([], name=unique("plain"))
     new_user = {"username": unique("mallory"), "email": "m@example.com", "password": USER_PASSWORD}
     writes = [
@@ -216,7 +216,7 @@ def test_nobody_disables_the_client_their_token_came_from(admin):
 def test_a_clients_own_role_never_administers_the_provider(live_server, signing_key):
     """A role belonging to some client, even one bundling every management permission, gives no
     access to the management API: only global roles do."""
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["idp.manage"])
+    machine = make_machine_client(scopes=["idp.manage"])
     own = role_create(
         name="self-made-admin", application=machine.application, permissions=list(MANAGEMENT_PERMISSIONS), actor=SYSTEM
     )

@@ -1,24 +1,25 @@
 """Hostile input on every write endpoint gets a 4xx in the RFC 6749 shape, never a 5xx, and
 changes nothing: oversized strings, wrong JSON types, NUL bytes and other control characters,
-injection strings, unknown fields, bodies that are not a JSON object, and malformed paths."""
+injection strings, unknown fields, bodies that are not a JSON object, and malformed paths.
+
+The other hostile-input tests, and what they share, are listed in tests/hostile.py."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import requests
 from django.test import Client
 
 from accounts.models import Permission, Role, RoleAssignment, User
 from audit.models import AuditEvent
 from idp.models import Application
 from tests.api.conftest import Api, role_with, unique
-from tests.factories import USER_PASSWORD, UserFactory, make_client
+from tests.factories import USER_PASSWORD, UserFactory, make_machine_client
+from tests.hostile import refusal_problems
 
 HUGE = "A" * 10 * 1024
 INJECTIONS = [
@@ -206,27 +207,6 @@ def state() -> dict[str, Any]:
     }
 
 
-RFC_DESCRIPTION = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]*$")  # RFC 6749 §5.2: no " or \
-
-
-def problems(label: str, reply: requests.Response) -> list[str]:
-    found = []
-    if not 400 <= reply.status_code < 500:
-        found.append(f"{label}: {reply.status_code} {reply.text[:200]}")
-        return found
-    try:
-        body = reply.json()
-    except ValueError:
-        return [f"{label}: {reply.status_code} without a JSON body: {reply.text[:200]}"]
-    if set(body) - {"error", "error_description"} or not isinstance(body.get("error"), str):
-        found.append(f"{label}: not the RFC 6749 error shape: {body}")
-    elif not RFC_DESCRIPTION.match(body.get("error_description", "")):
-        found.append(f"{label}: error_description outside the RFC character set: {body}")
-    if "Traceback" in reply.text or "django." in reply.text:
-        found.append(f"{label}: leaks internals: {reply.text[:200]}")
-    return found
-
-
 @pytest.fixture
 def world(admin) -> dict[str, Any]:
     role = role_with([], name=unique("target"))
@@ -238,7 +218,7 @@ def world(admin) -> dict[str, Any]:
         "role": role,
         "user": user,
         "assignment": role_grant(role=role, user=UserFactory(), actor=SYSTEM),
-        "client": make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"]).application,
+        "client": make_machine_client().application,
     }
 
 
@@ -249,10 +229,10 @@ def test_hostile_bodies_are_refused_and_change_nothing(admin, world, write):
     before = state()
     found = []
     for label, body in hostile_bodies(write, valid):
-        found += problems(label, api.request(write.method, path, json=body))
+        found += refusal_problems(label, api.request(write.method, path, json=body))
     for label, raw, content_type in raw_bodies():
         reply = api.request(write.method, path, data=raw, headers={"Content-Type": content_type})
-        found += problems(label, reply)
+        found += refusal_problems(label, reply)
     assert found == []
     assert state() == before
 

@@ -17,7 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from audit.models import AuditEvent
 from tests.api.conftest import ALL_PERMISSIONS, SYSTEM, Api, error_of, role_with, unique
-from tests.factories import USER_PASSWORD, UserFactory, make_client
+from tests.factories import USER_PASSWORD, UserFactory, make_machine_client
 
 
 class Targets:
@@ -35,7 +35,7 @@ class Targets:
         return role_grant(role=self.role(), user=self.user(), actor=SYSTEM)
 
     def client_id(self) -> str:
-        return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"]).application.client_id
+        return make_machine_client().application.client_id
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from accounts.selectors import subject_access
 from accounts.services import role_grant
 from audit.models import AuditEvent
 from tests.api.conftest import ALL_PERMISSIONS, SYSTEM, role_with, unique
-from tests.factories import UserFactory, make_client
+from tests.factories import UserFactory, make_client, make_machine_client
 
 
 def events(action: str) -> list[tuple[str, str, str, str]]:
@@ -31,7 +31,7 @@ def test_grants_and_revocations_through_the_api_are_audited_with_actor_and_targe
     api = caller.api()
     role = role_with(["idp.users.read"], name=unique("auditors"))
     user, group = UserFactory(), Group.objects.create(name=unique("group"))
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=[]).application
+    machine = make_machine_client(scopes=[]).application
     holders = [
         ({"user": user.pk}, ("user", str(user.pk))),
         ({"group": group.pk}, ("auth.group", str(group.pk))),
@@ -69,7 +69,7 @@ def test_granting_a_role_already_held_changes_and_records_nothing(admin):
 
 def test_a_role_from_creation_to_deletion(admin):
     api = admin.api()
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=[]).application
+    machine = make_machine_client(scopes=[]).application
     assert api.post("/permissions/", {"codename": "reports.read", "description": "Read reports"}).status_code == 201
     duplicate = api.post("/permissions/", {"codename": "reports.read"})
     assert duplicate.status_code == 400 and duplicate.json()["error_description"].startswith("codename:")

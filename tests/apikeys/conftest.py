@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 import audit
-from tests.factories import make_client, make_user
+from tests.factories import make_machine_client, make_resource_server, make_user
 
 SYSTEM = audit.Actor.system("tests")
 # An endpoint needing a permission the idp-admin role holds (idp.users.read) and scope idp.manage.
@@ -85,7 +85,7 @@ def machine(admin_role):
     """A machine client (client_credentials) whose service account holds idp-admin."""
     from accounts.services import role_grant
 
-    issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["idp.manage", "profile"])
+    issued = make_machine_client(scopes=["idp.manage", "profile"])
     role_grant(role=admin_role, client=issued.application, actor=SYSTEM)
     return issued
 
@@ -93,7 +93,7 @@ def machine(admin_role):
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only introspects, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
+    return make_resource_server()
 
 
 @pytest.fixture

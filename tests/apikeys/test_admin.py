@@ -4,25 +4,14 @@ needs the change permission."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission as DjangoPermission
 from django.urls import reverse
 
 from apikeys.models import ApiKey
 from apikeys.selectors import apikey_verify
 from audit.models import AuditEvent
-from tests.factories import make_user
+from tests.factories import make_staff, signed_in_client
 
 CHANGELIST = reverse("admin:apikeys_apikey_changelist")
-
-
-def staff_with(*codenames: str):
-    user = make_user()
-    user.is_staff = True
-    user.save(update_fields=["is_staff"])
-    user.user_permissions.set(
-        DjangoPermission.objects.filter(content_type__app_label="apikeys", codename__in=codenames)
-    )
-    return user
 
 
 def revoke_through_admin(client, key: ApiKey):
@@ -30,8 +19,8 @@ def revoke_through_admin(client, key: ApiKey):
 
 
 def test_a_staff_member_with_the_change_permission_revokes_keys_and_it_is_audited(client, admin_key):
-    operator = staff_with("view_apikey", "change_apikey")
-    client.force_login(operator)
+    operator = make_staff(model_permissions=["apikeys.view_apikey", "apikeys.change_apikey"])
+    signed_in_client(operator, client=client)
     assert apikey_verify(presented=admin_key.secret) is not None
 
     reply = revoke_through_admin(client, admin_key.key)
@@ -43,7 +32,7 @@ def test_a_staff_member_with_the_change_permission_revokes_keys_and_it_is_audite
 
 
 def test_viewing_keys_does_not_allow_revoking_them(client, admin_key):
-    client.force_login(staff_with("view_apikey"))
+    signed_in_client(make_staff(model_permissions=["apikeys.view_apikey"]), client=client)
 
     listing = client.get(CHANGELIST)
     assert listing.status_code == 200
@@ -57,7 +46,8 @@ def test_viewing_keys_does_not_allow_revoking_them(client, admin_key):
 
 @pytest.mark.parametrize("url", ["admin:apikeys_apikey_add", "admin:apikeys_apikey_delete"])
 def test_admin_neither_issues_nor_deletes_keys(client, admin_key, url):
-    client.force_login(staff_with("view_apikey", "change_apikey", "add_apikey", "delete_apikey"))
+    every = ["apikeys.view_apikey", "apikeys.change_apikey", "apikeys.add_apikey", "apikeys.delete_apikey"]
+    signed_in_client(make_staff(model_permissions=every), client=client)
     args = [] if url.endswith("add") else [admin_key.key.pk]
     assert client.get(reverse(url, args=args)).status_code == 403
     assert ApiKey.objects.filter(pk=admin_key.key.pk).exists()

@@ -17,8 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from apikeys.models import ApiKey, KeyState
 from apikeys.selectors import apikey_verify
 from apikeys.services import apikeys_rotate_due
-from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
-from tests.factories import USER_PASSWORD
+from tests.browser import PHONE, _orm_beside_playwright, browser, sign_in_page  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -28,16 +27,6 @@ def page(browser: Browser) -> Iterator[Page]:  # noqa: F811 - the fixture import
     page.set_default_timeout(10_000)
     yield page
     context.close()
-
-
-def sign_in(page: Page, base_url: str, username: str) -> None:
-    """Through the real sign-in page, as the dashboard's redirect sends a person there."""
-    page.goto(f"{base_url}/dashboard/")
-    expect(page).to_have_url(f"{base_url}/accounts/login/?next=/dashboard/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(USER_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base_url}/dashboard/")
 
 
 def copy_shown_key(page: Page) -> str:
@@ -61,7 +50,7 @@ def has_no_horizontal_scroll(page: Page) -> bool:
 
 def test_create_copy_rotate_and_revoke_a_key_in_a_browser(live_server, page, owner):
     base_url = live_server.url
-    sign_in(page, base_url, owner.username)
+    sign_in_page(page, base_url, owner)
 
     # Create, choosing a scope; the key is on the page once, and the copy button copies it.
     page.get_by_role("link", name="New key").click()
@@ -115,7 +104,7 @@ def test_every_page_fits_a_phone(live_server, page, owner, issue_key):
     long = issue_key(name="x" * 100, rotate_every=timedelta(days=1), now=timezone.now() - timedelta(days=2)).key
     apikeys_rotate_due(now=timezone.now())  # a successor waiting to be revealed: the fullest row
     page.set_viewport_size(PHONE)
-    sign_in(page, live_server.url, owner.username)
+    sign_in_page(page, live_server.url, owner)
     expect(page.get_by_text("New key waiting to be revealed")).to_be_visible()
     assert has_no_horizontal_scroll(page)
     for path in (f"keys/{long.pk}/revoke/", f"keys/{long.successor.pk}/schedule/", "keys/new/"):

@@ -1,12 +1,12 @@
 """Hostile API-key values, in X-API-Key, in Authorization and in the introspection endpoint's
 token parameter: each gets a 4xx in the RFC shape (introspection: {"active": false}), never a 5xx
-or a stack trace, and leaves the API-key table as it was."""
+or a stack trace, and leaves the API-key table as it was.
+
+The other hostile-input tests, and what they share, are listed in tests/hostile.py."""
 
 from __future__ import annotations
 
 import http.client
-import re
-from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
@@ -17,8 +17,8 @@ from django.test import Client
 from apikeys.keyformat import key_new, public_id_new
 from audit.models import AuditEvent
 from tests.apikeys.conftest import INTROSPECT, USERS, basic_auth, key_headers
+from tests.hostile import refusal_problems
 
-RFC_DESCRIPTION = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]*$")  # RFC 6749 §5.2: no " or \
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="idp", error="invalid_token"'
 
 
@@ -61,27 +61,6 @@ def api_key_table() -> list[str]:
     return [repr(row) for row in keys + links]
 
 
-def problems(label: str, reply: Any, value: str) -> list[str]:
-    """What is wrong with an error answer: not a 4xx, not the RFC 6749 §5.2 shape, internals."""
-    text = reply.content.decode("utf-8", "replace")
-    if not 400 <= reply.status_code < 500:
-        return [f"{label}: {reply.status_code} {text[:200]}"]
-    found = []
-    try:
-        body = reply.json()
-    except ValueError:
-        return [f"{label}: {reply.status_code} without a JSON body: {text[:200]}"]
-    if set(body) - {"error", "error_description"} or not isinstance(body.get("error"), str):
-        found.append(f"{label}: not the RFC 6749 error shape: {body}")
-    elif not RFC_DESCRIPTION.match(body.get("error_description", "")):
-        found.append(f"{label}: error_description outside the RFC character set: {body}")
-    if "Traceback" in text or "django." in text or "psycopg" in text:
-        found.append(f"{label}: leaks internals: {text[:200]}")
-    if len(value.strip()) > 5 and value.strip() in text:
-        found.append(f"{label}: echoes the presented value")
-    return found
-
-
 @pytest.fixture
 def raw_client():
     """Django's test client answering 500s as responses, so the table reports every failure."""
@@ -100,7 +79,7 @@ def test_hostile_key_values_on_the_api_are_401_and_change_nothing(raw_client, ad
             "Authorization": {"HTTP_AUTHORIZATION": value},
         }[header]
         reply = raw_client.get(USERS, **meta)
-        found += problems(label, reply, value)
+        found += refusal_problems(label, reply, presented=value)
         if reply.status_code != 401:
             found.append(f"{label}: {reply.status_code}, not 401")
         elif not reply.get("WWW-Authenticate", "").startswith("Bearer"):
@@ -149,7 +128,7 @@ def test_hostile_tokens_at_introspection_are_inactive_and_change_nothing(raw_cli
         if text == "" or "\x00" in unquote(text) or len(text) > settings.IDP_MAX_PARAMETER_LENGTH:
             # Refused before any view: empty (RFC 7662 §2.1 requires the token), NUL or oversized
             # (idp.http.middleware.ParameterGuardMiddleware).
-            found += problems(label, reply, text)
+            found += refusal_problems(label, reply, presented=text)
             if reply.status_code != 400 or reply.json().get("error") != "invalid_request":
                 found.append(f"{label}: {reply.status_code} {reply.content[:100]!r}, not 400 invalid_request")
         elif reply.status_code != 200 or reply.json() != {"active": False}:

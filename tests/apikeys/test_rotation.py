@@ -35,7 +35,7 @@ from apikeys.tasks import end_expired_apikeys, notify_rotated_apikey, rotate_due
 from audit.models import AuditEvent
 from idp.celery import app as celery_app
 from tests.apikeys.conftest import USERS, key_headers
-from tests.factories import make_client
+from tests.factories import make_machine_client
 
 SYSTEM = audit.Actor.system("tests")
 SCHEDULER = ("system", "scheduler")
@@ -382,7 +382,7 @@ def test_only_usable_keys_are_rotated_by_the_sweep(make_key, owner, make_unusabl
 def test_a_disabled_machine_clients_key_is_not_rotated(make_key, disabled):
     from idp.oauth.clients import client_disable
 
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    machine = make_machine_client()
     issued = make_key(user=None, application=machine.application, scopes=["profile"], rotate_every=DAY, now=T0)
     if disabled:
         client_disable(application_id=machine.application.pk, actor=SYSTEM)
@@ -454,10 +454,12 @@ def test_a_scheduled_rotation_enqueues_one_email_to_the_owner_without_the_key(
     make_key, owner, django_capture_on_commit_callbacks
 ):
     issued = make_key(rotate_every=DAY, now=T0)
-    with django_capture_on_commit_callbacks() as callbacks:  # not executed: that would publish to the broker
-        assert apikeys_rotate_due(now=T0 + DAY) == 1
+    notified: list[int] = []  # what the task hands notify_rotated_apikey.delay, once each rotation commits
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert apikeys_rotate_due(now=T0 + DAY, on_rotated=notified.append) == 1
     assert len(enqueued_by_apikeys(callbacks)) == 1
     successor = successors_of(issued.key).get()
+    assert notified == [successor.pk]
 
     assert notify_rotated_apikey(successor.pk) is True  # the task function, as the worker runs it
 

@@ -394,7 +394,7 @@ def test_the_page_size_is_bounded_and_a_bad_one_falls_back_to_the_default(client
     assert sizes == {"7": 7, "200": 200, "201": 200, "10000000000000000000000": 200, "0": 50, "-3": 50, "x": 50, "": 50}
 
 
-# --- Hostile input --------------------------------------------------------------------------------
+# --- Hostile input (every other hostile-input test is listed in tests/hostile.py) ---------------
 
 
 def _cursor(raw: str) -> str:

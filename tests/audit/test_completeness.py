@@ -14,7 +14,6 @@ from urllib.parse import urljoin
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,7 +25,8 @@ from apikeys.services import apikeys_end_due, apikeys_rotate_due
 from audit import chain
 from audit.models import AuditEvent
 from tests.accounts.test_admin import Browser
-from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.factories import USER_PASSWORD, make_machine_client, make_staff, sign_in_at
+from tests.redis_keys import raw_redis
 from tests.relying_party import parse_form
 
 SYSTEM = audit.Actor.system("tests")
@@ -39,7 +39,7 @@ SHOWN_KEY = re.compile(r'<code id="apikey-secret"[^>]*data-public-id="([^"]+)"[^
 def _no_earlier_failed_sign_ins():
     """Failed sign-in counters live in Redis and outlive test databases: start from none, so the
     brute-force watch sees only this walk's failures."""
-    client = cache._cache.get_client()
+    client = raw_redis()
     for key in client.scan_iter(match="*audit:failed-logins:*"):
         client.delete(key)
 
@@ -89,11 +89,9 @@ def shown_key(reply: requests.Response) -> tuple[str, str]:
 def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_client):
     base = live_server.url
     a, c = str(alice.pk), rp.client_id
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    machine = make_machine_client()
     m = machine.application.client_id
-    root = make_user(username="root")
-    root.is_staff = root.is_superuser = True
-    root.save(update_fields=["is_staff", "is_superuser"])
+    root = make_staff(username="root", superuser=True)
     r = str(root.pk)
     admin_role = admin_role_ensure(actor=SYSTEM)
     role_grant(role=admin_role, user=root, actor=SYSTEM)
@@ -110,7 +108,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     assert failed.status_code == 200, "the form again"
     assert trail.new() == [("login.failed", "anonymous", "", "user", a, "")]
 
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow-remember")
+    result = sign_in_at(rp, alice, consent="allow-remember")
     secrets_seen.append(result.params["code"])
     assert trail.new() == [
         ("login.succeeded", "user", a, "user", a, ""),
@@ -139,7 +137,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     )
 
     # --- remembered consent: no consent page, a code and tokens; RFC 7009 revocation -------------
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)
+    result = sign_in_at(rp, alice, consent=None)
     secrets_seen.append(result.params["code"])
     tokens = rp.exchange(result)
     secrets_seen += [tokens["access_token"], tokens["refresh_token"], tokens["id_token"]]
@@ -153,7 +151,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     assert trail.new() == [], "revoking a revoked token records nothing"
 
     # --- an authorization code presented twice: what its first use bought is revoked ------------
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)
+    result = sign_in_at(rp, alice, consent=None)
     secrets_seen.append(result.params["code"])
     tokens = rp.exchange(result)
     secrets_seen += [tokens["access_token"], tokens["refresh_token"], tokens["id_token"]]
@@ -177,7 +175,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     assert trail.new() == [("token.issued", "client", m, "client", m, m)]
 
     # --- RP-initiated logout: the session ends and alice's tokens with it ------------------------
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)
+    result = sign_in_at(rp, alice, consent=None)
     secrets_seen.append(result.params["code"])
     tokens = rp.exchange(result)
     secrets_seen += [tokens["access_token"], tokens["refresh_token"], tokens["id_token"]]
@@ -199,7 +197,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     )
 
     # --- consent revoked on the home page -------------------------------------------------------
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)
+    result = sign_in_at(rp, alice, consent=None)
     secrets_seen.append(result.params["code"])
     tokens = rp.exchange(result)
     secrets_seen += [tokens["access_token"], tokens["refresh_token"], tokens["id_token"]]

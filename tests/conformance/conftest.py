@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.factories import make_client, make_user, relying_party, sign_in_at
 from tests.relying_party import AuthorizationResult, RelyingParty
 
 ALL_SCOPES = ["openid", "profile", "email", "address", "phone", "offline_access"]
@@ -40,17 +40,12 @@ def certified_client(db):
 @pytest.fixture
 def op(live_server, signing_key, certified_client, subject):
     """The relying party of the suite, talking to the live provider."""
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=certified_client.application.client_id,
-        client_secret=certified_client.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
+    return relying_party(live_server.url, certified_client)
 
 
 def sign_in(op: RelyingParty, subject, **kwargs) -> AuthorizationResult:
-    """A complete front channel for the subject; consent is given (and remembered, as the
-    suite's tester does once) unless the caller says otherwise."""
+    """factories.sign_in_at with the suite's defaults: scope openid, and consent given (and
+    remembered, as the suite's tester does once) unless the caller says otherwise."""
     kwargs.setdefault("consent", "allow-remember")
     kwargs.setdefault("scope", "openid")
-    return op.authorize(username=subject.username, password=USER_PASSWORD, **kwargs)
+    return sign_in_at(op, subject, **kwargs)

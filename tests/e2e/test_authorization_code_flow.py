@@ -8,7 +8,7 @@ from django.db import connection
 
 from audit.models import AuditEvent
 from tests.conftest import POST_LOGOUT_REDIRECT_URI
-from tests.factories import USER_PASSWORD
+from tests.factories import sign_in_at, tokens_at
 
 
 def rows_containing(value: str) -> list[str]:
@@ -46,7 +46,7 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
         assert rp.metadata[name].startswith(rp.base_url + "/")
 
     # Front channel: sign in with the real form, consent, code back at the client with its state.
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD)
+    result = sign_in_at(rp, alice)
     assert result.params["state"] == result.state
     assert result.params["iss"] == rp.metadata["issuer"]  # RFC 9207
     code = result.params["code"]
@@ -125,7 +125,7 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
     )
     assert confirmed.status_code == 302
     assert confirmed.headers["Location"] == f"{POST_LOGOUT_REDIRECT_URI}?state=bye"
-    after = rp.authorize(username=alice.username, password=USER_PASSWORD, prompt="none", consent=None)
+    after = sign_in_at(rp, alice, prompt="none", consent=None)
     assert after.params.get("error") == "login_required", "the session has ended"
 
     actions = list(AuditEvent.objects.filter(client_id=rp.client_id).values_list("action", flat=True))
@@ -141,7 +141,7 @@ def test_sign_in_refresh_introspect_revoke_and_sign_out(rp, alice):
 
 
 def test_client_secret_post_works_as_well_as_basic(rp, alice):
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD)
+    result = sign_in_at(rp, alice)
     client = rp.session(state=result.state, token_endpoint_auth_method="client_secret_post")
     tokens = client.fetch_token(
         rp.metadata["token_endpoint"], authorization_response=result.location, code_verifier=result.code_verifier
@@ -150,28 +150,28 @@ def test_client_secret_post_works_as_well_as_basic(rp, alice):
 
 
 def test_remembered_consent_skips_the_consent_page(rp, alice):
-    rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow-remember")
-    again = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)
+    sign_in_at(rp, alice, consent="allow-remember")
+    again = sign_in_at(rp, alice, consent=None)
     assert "code" in again.params
-    wider = rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow", prompt="consent")
+    wider = sign_in_at(rp, alice, consent="allow", prompt="consent")
     assert "code" in wider.params
 
 
 def test_consent_not_remembered_asks_again(rp, alice):
-    rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow")
-    again = rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow")
+    sign_in_at(rp, alice, consent="allow")
+    again = sign_in_at(rp, alice, consent="allow")
     assert "code" in again.params
 
 
 def test_denying_consent_returns_access_denied(rp, alice):
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, consent="deny")
+    result = sign_in_at(rp, alice, consent="deny")
     assert result.params["error"] == "access_denied"
     assert result.params["state"] == result.state
     assert "code" not in result.params
 
 
 def test_refresh_token_introspects_until_it_is_rotated(rp, alice):
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    tokens = tokens_at(rp, alice)
     body = introspect(rp, tokens["refresh_token"], token_type_hint="refresh_token").json()
     assert body["active"] is True
     assert body["token_type"] == "refresh_token", "a resource server must not take it for a bearer token"
@@ -183,7 +183,7 @@ def test_refresh_token_introspects_until_it_is_rotated(rp, alice):
 
 
 def test_revoking_the_refresh_token_ends_its_access_token_too(rp, alice):
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    tokens = tokens_at(rp, alice)
     revoked = revoke(rp, tokens["refresh_token"], hint="refresh_token")
     assert revoked.status_code == 200
     assert introspect(rp, tokens["refresh_token"]).json() == {"active": False}
@@ -193,7 +193,7 @@ def test_revoking_the_refresh_token_ends_its_access_token_too(rp, alice):
 
 
 def test_a_deactivated_users_tokens_stop_working_at_once(rp, alice):
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    tokens = tokens_at(rp, alice)
     alice.is_active = False
     alice.save(update_fields=["is_active"])
 

@@ -14,7 +14,7 @@ import requests
 
 from idp.models import AccessToken, Grant
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import USER_PASSWORD, make_client, make_public_client, relying_party, sign_in_at
 from tests.relying_party import RelyingParty, parse_form
 
 
@@ -58,7 +58,7 @@ def s256(verifier: str) -> str:
 def test_a_verifier_for_a_code_issued_without_a_challenge_is_invalid_grant(rp, alice):
     """A confidential client that sent no code_challenge cannot redeem with some code_verifier: an
     attacker who injected a stolen code would otherwise pass any verifier it likes."""
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, pkce=False)
+    result = sign_in_at(rp, alice, pkce=False)
     reply = exchange_raw(rp, result.params["code"], "v" * 50)
     assert reply.status_code == 400, reply.text
     assert error_of(reply) == "invalid_grant"
@@ -96,9 +96,9 @@ def test_a_code_of_a_deactivated_user_is_invalid_grant(rp, signed_in_code, alice
 
 
 def test_a_code_of_a_disabled_public_client_is_refused(live_server, signing_key, alice):
-    public = make_client(client_type="public")
-    rp = RelyingParty(live_server.url, public.application.client_id, None, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD)
+    public = make_public_client()
+    rp = relying_party(live_server.url, public)
+    result = sign_in_at(rp, alice)
     public.application.is_active = False
     public.application.save(update_fields=["is_active"])
     reply = exchange_raw(rp, result.params["code"], result.code_verifier, client_id=rp.client_id)
@@ -111,7 +111,7 @@ def test_a_code_of_a_disabled_public_client_is_refused(live_server, signing_key,
 
 
 def test_no_refresh_token_without_offline_access(rp, alice):
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid profile")
+    result = sign_in_at(rp, alice, scope="openid profile")
     tokens = exchange_raw(rp, result.params["code"], result.code_verifier).json()
     assert "access_token" in tokens and "id_token" in tokens
     assert "refresh_token" not in tokens
@@ -119,14 +119,14 @@ def test_no_refresh_token_without_offline_access(rp, alice):
 
 def test_a_client_not_registered_for_offline_access_cannot_ask_for_it(live_server, signing_key, alice):
     issued = make_client(scopes=["openid", "profile"])
-    rp = RelyingParty(live_server.url, issued.application.client_id, issued.client_secret, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid offline_access", consent=None)
+    rp = relying_party(live_server.url, issued)
+    result = sign_in_at(rp, alice, scope="openid offline_access", consent=None)
     assert result.params["error"] == "invalid_scope"
     assert "code" not in result.params
 
 
 def test_offline_access_granted_and_consented_gives_a_refresh_token(rp, alice):
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid offline_access")
+    result = sign_in_at(rp, alice, scope="openid offline_access")
     tokens = exchange_raw(rp, result.params["code"], result.code_verifier).json()
     assert tokens["refresh_token"]
 
@@ -156,7 +156,7 @@ def assert_no_sign_in(reply: requests.Response) -> None:
 )
 def test_fatal_request_errors_are_an_error_page_before_sign_in(live_server, signing_key, params):
     issued = make_client(redirect_uris=[REDIRECT_URI, "http://127.0.0.1:9999/other"])
-    rp = RelyingParty(live_server.url, issued.application.client_id, issued.client_secret, REDIRECT_URI)
+    rp = relying_party(live_server.url, issued)
     url = authorize_url(rp, **params)
     if params.get("redirect_uri") == "":
         url = url.replace("&redirect_uri=", "&x=")
@@ -192,8 +192,8 @@ def test_other_errors_redirect_to_the_client_before_sign_in(rp, params, error):
 
 
 def test_missing_pkce_where_required_redirects_before_sign_in(live_server, signing_key):
-    public = make_client(client_type="public")
-    rp = RelyingParty(live_server.url, public.application.client_id, None, REDIRECT_URI)
+    public = make_public_client()
+    rp = relying_party(live_server.url, public)
     reply = first_answer(rp, authorize_url(rp))
     assert reply.status_code == 302
     assert_no_sign_in(reply)
@@ -245,8 +245,8 @@ def test_form_post_error_responses_are_posted_too(rp):
 
 def test_a_redirect_uri_that_does_not_match_is_invalid_grant(live_server, signing_key, alice):
     issued = make_client(redirect_uris=[REDIRECT_URI, "http://127.0.0.1:9999/other"])
-    rp = RelyingParty(live_server.url, issued.application.client_id, issued.client_secret, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD)
+    rp = relying_party(live_server.url, issued)
+    result = sign_in_at(rp, alice)
     reply = rp.token_request(
         grant_type="authorization_code",
         code=result.params["code"],

@@ -13,18 +13,18 @@ import audit
 from accounts.selectors import Caller
 from idp.models import AccessToken
 from idp.oauth import clients
-from tests.factories import make_client
+from tests.factories import make_machine_client, make_public_client, make_resource_server
 
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    return make_machine_client()
 
 
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only calls introspection, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
+    return make_resource_server()
 
 
 def endpoint(live_server, path: str) -> str:
@@ -102,7 +102,7 @@ def test_introspection_needs_client_authentication(live_server, signing_key, mac
 
 
 def test_introspection_refuses_public_clients(live_server, signing_key, machine):
-    public = make_client(client_type="public")
+    public = make_public_client()
     token = client_credentials_token(live_server, machine)["access_token"]
     reply = requests.post(
         endpoint(live_server, "/oauth/introspect/"),

@@ -2,7 +2,8 @@
 trace, and nothing stored or changed.
 
 The table crosses each parameter of each endpoint with each hostile value; a second table covers
-what is wrong with the request itself (body type, size, encoding, headers).
+what is wrong with the request itself (body type, size, encoding, headers). The values, and the
+other hostile-input tests, are in tests/hostile.py.
 """
 
 from __future__ import annotations
@@ -15,21 +16,10 @@ import requests
 from django.db import connection
 
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD
+from tests.factories import USER_PASSWORD, signed_in_session
+from tests.hostile import VALUES
 from tests.relying_party import parse_form
 
-HOSTILE_VALUES = {
-    "nul": "abc\x00def",
-    "10kb": "A" * 10_240,
-    "sql": "' OR '1'='1'; DROP TABLE idp_accesstoken; --",
-    "html": '"><script>alert(1)</script>',
-    "crlf": "value\r\nSet-Cookie: injected=1",
-    "traversal": "../../../../etc/passwd",
-    "template": "{{7*7}}${7*7}{% debug %}",
-    "unicode": "\u202e\ufeff\U0001f4a9\udc80".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
-    "json": '{"$gt": ""}',
-    "empty": "",
-}
 # Values that every parameter must refuse outright, whatever it means.
 ALWAYS_400 = {"nul", "10kb"}
 
@@ -122,7 +112,7 @@ def assert_safe_answer(reply: requests.Response, *, value: str) -> None:
     assert "Traceback" not in body and 'File "/' not in body, "no stack trace"
     assert "psycopg" not in body and "django.db" not in body, "no internals"
     assert "Set-Cookie: injected" not in str(reply.headers) and "injected" not in reply.cookies, "no header injection"
-    if value == HOSTILE_VALUES["html"]:
+    if value == VALUES["html"]:
         assert "<script>alert(1)</script>" not in body, "echoed input is escaped"
     if reply.status_code >= 400 and reply.headers.get("Content-Type", "").startswith("application/json"):
         error = reply.json()
@@ -133,13 +123,7 @@ def assert_safe_answer(reply: requests.Response, *, value: str) -> None:
 @pytest.fixture
 def browser(live_server, alice):
     """A signed-in browser (alice), as the authorization endpoint sees a real user."""
-    session = requests.Session()
-    page = session.get(f"{live_server.url}/accounts/login/", timeout=10)
-    _, fields = parse_form(page.text)
-    fields.update(username=alice.username, password=USER_PASSWORD)
-    signed_in = session.post(page.url, data=fields, allow_redirects=False, timeout=10)
-    assert signed_in.status_code == 302
-    return session
+    return signed_in_session(live_server.url, alice)
 
 
 def send(live_server, target: Target, value: str, *, client, browser) -> requests.Response:
@@ -159,7 +143,7 @@ def send(live_server, target: Target, value: str, *, client, browser) -> request
 
 
 def check_hostile_value(live_server, target: Target, value_name: str, *, client, browser) -> None:
-    value = HOSTILE_VALUES[value_name]
+    value = VALUES[value_name]
     before = row_counts()
 
     reply = send(live_server, target, value, client=client, browser=browser)
@@ -182,7 +166,7 @@ def check_hostile_value(live_server, target: Target, value_name: str, *, client,
 def test_hostile_parameter_values(live_server, signing_key, issued_client, browser, target):
     """Each hostile value in turn; one test per parameter keeps the live-server set-up to one."""
     failures = []
-    for value_name in HOSTILE_VALUES:
+    for value_name in VALUES:
         try:
             check_hostile_value(live_server, target, value_name, client=issued_client, browser=browser)
         except AssertionError as failure:

@@ -11,7 +11,7 @@ import audit
 from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import make_machine_client, make_resource_server, tokens_at
 
 
 def introspect(live_server, issued, token: str, **extra: str) -> requests.Response:
@@ -25,20 +25,20 @@ def introspect(live_server, issued, token: str, **extra: str) -> requests.Respon
 
 @pytest.fixture
 def resource_server(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
+    return make_resource_server()
 
 
 @pytest.fixture
 def ordinary(db):
     """A confidential client that is no resource server."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    return make_machine_client()
 
 
 @pytest.fixture
 def tokens(rp, alice):
     admins = admin_role_ensure(actor=audit.Actor.system("tests"))
     role_grant(role=admins, user=alice, actor=audit.Actor.system("tests"))
-    return rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    return tokens_at(rp, alice)
 
 
 def test_a_client_that_is_no_resource_server_learns_nothing(live_server, ordinary, tokens):

@@ -24,11 +24,12 @@ from idp.models import AccessToken, RevokedJti
 from idp.oauth.access_tokens import timestamp_datetime
 from idp.oauth.tokens import tokens_clear_expired, user_tokens_revoke
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import make_client, make_machine_client, make_resource_server, relying_party, tokens_at
 from tests.relying_party import RelyingParty
 
 SYSTEM = audit.Actor.system("tests")
 API = "https://api.example.com"
+SCOPE = "openid profile roles offline_access"  # everything the client is registered for
 
 
 class ResourceServer(JWTBearerTokenValidator):
@@ -63,12 +64,7 @@ def jwt_app(db):
 
 @pytest.fixture
 def jwt_rp(live_server, signing_key, jwt_app) -> RelyingParty:
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=jwt_app.application.client_id,
-        client_secret=jwt_app.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
+    return relying_party(live_server.url, jwt_app)
 
 
 @pytest.fixture
@@ -79,7 +75,7 @@ def api(live_server, jwt_rp) -> ResourceServer:
 @pytest.fixture
 def gateway(db):
     """A confidential client that introspects."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
+    return make_resource_server()
 
 
 @pytest.fixture
@@ -87,10 +83,6 @@ def editor_alice(alice, jwt_app):
     editor = role_create(name="editor", application=jwt_app.application, permissions=["docs.write"], actor=SYSTEM)
     role_grant(role=editor, user=alice, actor=SYSTEM)
     return alice
-
-
-def sign_in(rp: RelyingParty, user, scope: str = "openid profile roles offline_access") -> dict:
-    return rp.exchange(rp.authorize(username=user.username, password=USER_PASSWORD, scope=scope))
 
 
 def introspect(live_server, issued, token: str) -> dict:
@@ -117,7 +109,7 @@ def segments(token: str) -> tuple[dict, dict]:
 
 
 def test_a_jwt_access_token_validates_with_an_independent_rfc9068_validator(jwt_rp, api, editor_alice, jwt_app):
-    tokens = sign_in(jwt_rp, editor_alice)
+    tokens = tokens_at(jwt_rp, editor_alice, scope=SCOPE)
 
     header, _ = segments(tokens["access_token"])
     assert header["typ"] == "at+jwt" and header["alg"] == "RS256"
@@ -135,7 +127,7 @@ def test_a_jwt_access_token_validates_with_an_independent_rfc9068_validator(jwt_
 
 
 def test_an_independent_validator_refuses_what_rfc9068_refuses(jwt_rp, api, alice):
-    tokens = sign_in(jwt_rp, alice)
+    tokens = tokens_at(jwt_rp, alice, scope=SCOPE)
     with pytest.raises(InvalidTokenError):
         ResourceServer(api.base_url, issuer=api.issuer, audience="https://other.example.com").claims(
             tokens["access_token"]
@@ -148,12 +140,12 @@ def test_an_independent_validator_refuses_what_rfc9068_refuses(jwt_rp, api, alic
 
 
 def test_roles_appear_only_when_the_roles_scope_was_granted(jwt_rp, api, editor_alice):
-    claims = api.claims(sign_in(jwt_rp, editor_alice, scope="openid profile")["access_token"])
+    claims = api.claims(tokens_at(jwt_rp, editor_alice, scope="openid profile")["access_token"])
     assert "roles" not in claims
 
 
 def test_a_jwt_access_token_introspects_like_an_opaque_one(live_server, jwt_rp, gateway, editor_alice, jwt_app):
-    tokens = sign_in(jwt_rp, editor_alice)
+    tokens = tokens_at(jwt_rp, editor_alice, scope=SCOPE)
     _, claims = segments(tokens["access_token"])
 
     answer = introspect(live_server, gateway, tokens["access_token"])
@@ -175,7 +167,7 @@ def test_a_jwt_access_token_introspects_like_an_opaque_one(live_server, jwt_rp, 
 
 
 def test_a_revoked_jwt_access_token_introspects_inactive(live_server, jwt_rp, gateway, alice):
-    tokens = sign_in(jwt_rp, alice)
+    tokens = tokens_at(jwt_rp, alice, scope=SCOPE)
     _, claims = segments(tokens["access_token"])
 
     revoke(live_server, jwt_rp, tokens["access_token"])
@@ -194,7 +186,7 @@ def test_a_revoked_jwt_access_token_introspects_inactive(live_server, jwt_rp, ga
 def test_every_revocation_path_denies_the_jti(live_server, jwt_rp, gateway, alice):
     """Refresh rotation revokes the previous access token; revoking a refresh token takes its
     access token along; deactivating a user revokes all: each path lands on the deny-list."""
-    first = sign_in(jwt_rp, alice)
+    first = tokens_at(jwt_rp, alice, scope=SCOPE)
     refreshed = jwt_rp.session().refresh_token(jwt_rp.metadata["token_endpoint"], first["refresh_token"])
     assert introspect(live_server, gateway, first["access_token"]) == {"active": False}
     assert introspect(live_server, gateway, refreshed["access_token"])["active"] is True
@@ -202,7 +194,7 @@ def test_every_revocation_path_denies_the_jti(live_server, jwt_rp, gateway, alic
     revoke(live_server, jwt_rp, refreshed["refresh_token"], hint="refresh_token")
     assert introspect(live_server, gateway, refreshed["access_token"]) == {"active": False}
 
-    third = sign_in(jwt_rp, alice)
+    third = tokens_at(jwt_rp, alice, scope=SCOPE)
     user_tokens_revoke(user_id=alice.pk, actor=SYSTEM, reason="tests")
     assert introspect(live_server, gateway, third["access_token"]) == {"active": False}
     jtis = {segments(tokens["access_token"])[1]["jti"] for tokens in (first, refreshed, third)}
@@ -210,8 +202,8 @@ def test_every_revocation_path_denies_the_jti(live_server, jwt_rp, gateway, alic
 
 
 def test_the_deny_list_holds_no_row_per_valid_token_and_is_cleaned_after_expiry(live_server, jwt_rp, gateway, alice):
-    kept = sign_in(jwt_rp, alice)
-    revoked = sign_in(jwt_rp, alice)
+    kept = tokens_at(jwt_rp, alice, scope=SCOPE)
+    revoked = tokens_at(jwt_rp, alice, scope=SCOPE)
     revoke(live_server, jwt_rp, revoked["access_token"])
     assert RevokedJti.objects.count() == 1, "only the revoked token has a row"
     assert AccessToken.objects.exclude(jti="").count() == 1, "the valid token's row holds its jti, for revocation"
@@ -224,7 +216,7 @@ def test_the_deny_list_holds_no_row_per_valid_token_and_is_cleaned_after_expiry(
 
 
 def test_a_deactivated_user_or_disabled_client_makes_a_jwt_inactive(live_server, jwt_rp, jwt_app, gateway, alice):
-    tokens = sign_in(jwt_rp, alice)
+    tokens = tokens_at(jwt_rp, alice, scope=SCOPE)
     alice.is_active = False
     alice.save(update_fields=["is_active"])  # directly, without the service that also revokes
     assert introspect(live_server, gateway, tokens["access_token"]) == {"active": False}
@@ -236,7 +228,7 @@ def test_a_deactivated_user_or_disabled_client_makes_a_jwt_inactive(live_server,
 
 
 def test_client_credentials_jwt_names_the_client_as_subject(live_server, signing_key, gateway):
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], access_token_format="jwt")
+    machine = make_machine_client(access_token_format="jwt")
     reply = requests.post(
         f"{live_server.url}/oauth/token/",
         data={"grant_type": "client_credentials", "scope": "profile"},
@@ -253,7 +245,7 @@ def test_client_credentials_jwt_names_the_client_as_subject(live_server, signing
 
 
 def test_opaque_access_tokens_stay_the_default(rp, alice, gateway, live_server):
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    tokens = tokens_at(rp, alice)
     assert "." not in tokens["access_token"]
     assert "." not in tokens["refresh_token"]
     assert AccessToken.objects.get().jti == ""
@@ -276,7 +268,7 @@ def test_opaque_access_tokens_stay_the_default(rp, alice, gateway, live_server):
     ],
 )
 def test_forged_jwt_access_tokens_introspect_inactive(live_server, jwt_rp, gateway, alice, signing_key, forgery):
-    genuine = sign_in(jwt_rp, alice)["access_token"]
+    genuine = tokens_at(jwt_rp, alice, scope=SCOPE)["access_token"]
     header, claims = segments(genuine)
     attacker = RSAKey.generate_key(2048)
     if forgery == "other-key-same-kid":
@@ -308,7 +300,7 @@ def test_forged_jwt_access_tokens_introspect_inactive(live_server, jwt_rp, gatew
 
 def test_jwks_verifies_jwt_access_tokens_with_joserfc(jwt_rp, alice):
     """The same check with joserfc alone, the typ header included."""
-    token = sign_in(jwt_rp, alice)["access_token"]
+    token = tokens_at(jwt_rp, alice, scope=SCOPE)["access_token"]
     jwks = requests.get(jwt_rp.metadata["jwks_uri"], timeout=10).json()
     decoded = jwt.decode(token, KeySet.import_key_set(jwks), algorithms=["RS256"])
     assert decoded.header["typ"] == "at+jwt"

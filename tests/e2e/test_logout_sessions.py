@@ -16,23 +16,8 @@ from jwcrypto import jwt
 from idp.keys.signing import signing_key_active
 from idp.models import AccessToken, Grant, IDToken, RefreshToken
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.factories import make_client, make_user, relying_party, sign_in_at, tokens_at
 from tests.relying_party import RelyingParty, parse_form
-
-
-def new_browser(live_server, issued) -> RelyingParty:
-    """Another browser (its own cookie jar) at the same relying party."""
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=issued.application.client_id,
-        client_secret=issued.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
-
-
-def sign_in_and_get_tokens(rp: RelyingParty, user, **extra) -> dict:
-    result = rp.authorize(username=user.username, password=USER_PASSWORD, consent="allow-remember", **extra)
-    return rp.exchange(result)
 
 
 def alive(rp: RelyingParty, tokens: dict) -> bool:
@@ -52,7 +37,7 @@ def refreshable(rp: RelyingParty, tokens: dict) -> bool:
 
 def still_signed_in(rp: RelyingParty, user) -> bool:
     before = rp.sign_ins
-    result = rp.authorize(username=user.username, password=USER_PASSWORD, prompt="none", consent=None)
+    result = sign_in_at(rp, user, prompt="none", consent=None)
     assert rp.sign_ins == before
     return "code" in result.params
 
@@ -94,9 +79,9 @@ def other_client(db):
 
 @pytest.mark.parametrize("expired", [True, False])
 def test_a_hint_without_the_browser_session_revokes_nothing(rp, alice, other_client, live_server, expired):
-    tokens = sign_in_and_get_tokens(rp, alice)
-    elsewhere = new_browser(live_server, other_client)
-    other_tokens = sign_in_and_get_tokens(elsewhere, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
+    elsewhere = relying_party(live_server.url, other_client)
+    other_tokens = tokens_at(elsewhere, alice, consent="allow-remember")
     hint = forged_hint(user=alice, client_id=rp.client_id, issuer=rp.metadata["issuer"], expired=expired)
 
     reply = end_session_get(requests.Session(), rp, id_token_hint=hint)  # no cookie at all
@@ -108,7 +93,7 @@ def test_a_hint_without_the_browser_session_revokes_nothing(rp, alice, other_cli
 
 
 def test_an_expired_hint_can_still_name_the_client_for_its_redirect(rp, alice):
-    sign_in_and_get_tokens(rp, alice)
+    tokens_at(rp, alice, consent="allow-remember")
     hint = forged_hint(user=alice, client_id=rp.client_id, issuer=rp.metadata["issuer"], expired=True)
     reply = end_session_get(
         requests.Session(), rp, id_token_hint=hint, post_logout_redirect_uri=POST_LOGOUT_REDIRECT_URI, state="s1"
@@ -121,7 +106,7 @@ def test_an_expired_hint_can_still_name_the_client_for_its_redirect(rp, alice):
 
 
 def test_someone_elses_hint_in_a_top_level_navigation_asks_and_changes_nothing(rp, alice, live_server):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     mallory = make_user(username="mallory")
     hint = forged_hint(user=mallory, client_id=rp.client_id, issuer=rp.metadata["issuer"], expired=False)
 
@@ -133,7 +118,7 @@ def test_someone_elses_hint_in_a_top_level_navigation_asks_and_changes_nothing(r
 
 
 def test_an_expired_hint_of_the_signed_in_user_asks_first(rp, alice):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     hint = forged_hint(user=alice, client_id=rp.client_id, issuer=rp.metadata["issuer"], expired=True)
     page = end_session_get(rp.browser, rp, id_token_hint=hint)
     assert page.status_code == 200 and 'name="allow"' in page.text
@@ -141,7 +126,7 @@ def test_an_expired_hint_of_the_signed_in_user_asks_first(rp, alice):
 
 
 def test_the_confirmation_needs_its_csrf_token(rp, alice):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     page = end_session_get(rp.browser, rp)
     _, fields = parse_form(page.text)
     fields.pop("csrfmiddlewaretoken")
@@ -155,7 +140,7 @@ def test_the_confirmation_needs_its_csrf_token(rp, alice):
 def test_authorization_requests_do_not_end_the_session(rp, alice, parameter):
     """max_age=0 (or someone else's id_token_hint) asks the user to sign in again; it does not
     sign anyone out, so a link to it is no logout CSRF."""
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     mallory = make_user(username="mallory2")
     value = (
         "0"
@@ -188,12 +173,12 @@ def test_authorization_requests_do_not_end_the_session(rp, alice, parameter):
 
 
 def test_logout_revokes_only_the_tokens_of_its_browser_session(rp, alice, live_server, issued_client, other_client):
-    laptop_tokens = sign_in_and_get_tokens(rp, alice)
-    laptop_other = new_browser(live_server, other_client)
+    laptop_tokens = tokens_at(rp, alice, consent="allow-remember")
+    laptop_other = relying_party(live_server.url, other_client)
     laptop_other.browser = rp.browser  # the same browser, a second application
-    laptop_other_tokens = sign_in_and_get_tokens(laptop_other, alice)
-    phone = new_browser(live_server, issued_client)
-    phone_tokens = sign_in_and_get_tokens(phone, alice)
+    laptop_other_tokens = tokens_at(laptop_other, alice, consent="allow-remember")
+    phone = relying_party(live_server.url, issued_client)
+    phone_tokens = tokens_at(phone, alice, consent="allow-remember")
 
     page = end_session_get(rp.browser, rp)
     assert 'name="allow"' in page.text
@@ -208,20 +193,20 @@ def test_logout_revokes_only_the_tokens_of_its_browser_session(rp, alice, live_s
 
 
 def test_tokens_refreshed_in_a_session_belong_to_it(rp, alice, live_server, issued_client):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     assert refreshable(rp, tokens)  # rotated: the new pair carries the session
-    phone = new_browser(live_server, issued_client)
-    phone_tokens = sign_in_and_get_tokens(phone, alice)
+    phone = relying_party(live_server.url, issued_client)
+    phone_tokens = tokens_at(phone, alice, consent="allow-remember")
     confirm(rp, end_session_get(rp.browser, rp))
     assert not alive(rp, tokens) and not refreshable(rp, tokens)
     assert alive(phone, phone_tokens)
 
 
 def test_id_tokens_carry_the_session_id_and_every_token_is_bound(rp, alice, live_server, issued_client):
-    first = sign_in_and_get_tokens(rp, alice)
-    second = sign_in_and_get_tokens(rp, alice)
-    phone = new_browser(live_server, issued_client)
-    third = sign_in_and_get_tokens(phone, alice)
+    first = tokens_at(rp, alice, consent="allow-remember")
+    second = tokens_at(rp, alice, consent="allow-remember")
+    phone = relying_party(live_server.url, issued_client)
+    third = tokens_at(phone, alice, consent="allow-remember")
     sids = [rp.verify_id_token(tokens["id_token"], nonce=None).get("sid") for tokens in (first, second, third)]
     assert sids[0] and sids[0] == sids[1] and sids[2] and sids[2] != sids[0]
     for model in (Grant, AccessToken, RefreshToken, IDToken):
@@ -232,7 +217,7 @@ def test_id_tokens_carry_the_session_id_and_every_token_is_bound(rp, alice, live
 
 
 def test_an_unexpired_hint_of_this_session_from_its_client_signs_out_at_once(rp, alice):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     reply = end_session_get(
         rp.browser,
         rp,
@@ -247,16 +232,16 @@ def test_an_unexpired_hint_of_this_session_from_its_client_signs_out_at_once(rp,
 
 
 def test_a_hint_from_another_session_of_the_same_user_asks_first(rp, alice, live_server, issued_client):
-    sign_in_and_get_tokens(rp, alice)
-    phone = new_browser(live_server, issued_client)
-    phone_tokens = sign_in_and_get_tokens(phone, alice)
+    tokens_at(rp, alice, consent="allow-remember")
+    phone = relying_party(live_server.url, issued_client)
+    phone_tokens = tokens_at(phone, alice, consent="allow-remember")
     page = end_session_get(rp.browser, rp, id_token_hint=phone_tokens["id_token"])
     assert page.status_code == 200 and 'name="allow"' in page.text
     assert still_signed_in(rp, alice) and alive(phone, phone_tokens)
 
 
 def test_a_hint_for_another_client_than_the_one_asking_is_refused(rp, alice, other_client):
-    tokens = sign_in_and_get_tokens(rp, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     reply = end_session_get(
         rp.browser, rp, id_token_hint=tokens["id_token"], client_id=other_client.application.client_id
     )
@@ -265,9 +250,9 @@ def test_a_hint_for_another_client_than_the_one_asking_is_refused(rp, alice, oth
 
 
 def test_signing_out_on_the_providers_own_page_ends_that_sessions_tokens(rp, alice, live_server, issued_client):
-    tokens = sign_in_and_get_tokens(rp, alice)
-    phone = new_browser(live_server, issued_client)
-    phone_tokens = sign_in_and_get_tokens(phone, alice)
+    tokens = tokens_at(rp, alice, consent="allow-remember")
+    phone = relying_party(live_server.url, issued_client)
+    phone_tokens = tokens_at(phone, alice, consent="allow-remember")
     rp.browser.get(live_server.url + "/", timeout=10)  # the home page, with its sign-out button
     reply = rp.browser.post(
         live_server.url + "/accounts/logout/",

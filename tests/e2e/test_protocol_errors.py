@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from idp.models import AccessToken, Grant, RefreshToken
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import USER_PASSWORD, make_client, make_public_client, relying_party, sign_in_at, tokens_at
 from tests.relying_party import RelyingParty
 
 
@@ -71,29 +71,29 @@ def test_unsupported_grant_types_are_refused(rp, grant_type):
 
 
 def test_public_client_without_pkce_is_refused(live_server, signing_key, alice):
-    public = make_client(client_type="public")
-    rp = RelyingParty(live_server.url, public.application.client_id, None, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, pkce=False, consent=None)
+    public = make_public_client()
+    rp = relying_party(live_server.url, public)
+    result = sign_in_at(rp, alice, pkce=False, consent=None)
     assert result.params["error"] == "invalid_request"
     assert "code" not in result.params
 
 
 def test_public_client_with_pkce_signs_in(live_server, signing_key, alice):
-    public = make_client(client_type="public")
-    rp = RelyingParty(live_server.url, public.application.client_id, None, REDIRECT_URI)
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    public = make_public_client()
+    rp = relying_party(live_server.url, public)
+    tokens = tokens_at(rp, alice)
     assert rp.verify_id_token(tokens["id_token"], nonce=None)["sub"] == str(alice.pk)
 
 
 def test_confidential_client_may_omit_pkce_unless_registered_so(live_server, signing_key, alice):
     optional = make_client()
-    rp = RelyingParty(live_server.url, optional.application.client_id, optional.client_secret, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, pkce=False)
+    rp = relying_party(live_server.url, optional)
+    result = sign_in_at(rp, alice, pkce=False)
     assert exchange_raw(rp, result.params["code"], None).status_code == 200
 
     strict = make_client(require_pkce=True)
-    rp = RelyingParty(live_server.url, strict.application.client_id, strict.client_secret, REDIRECT_URI)
-    refused = rp.authorize(username=alice.username, password=USER_PASSWORD, pkce=False, consent=None)
+    rp = relying_party(live_server.url, strict)
+    refused = sign_in_at(rp, alice, pkce=False, consent=None)
     assert refused.params["error"] == "invalid_request"
 
 

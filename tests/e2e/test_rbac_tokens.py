@@ -16,7 +16,7 @@ from accounts.models import RoleAssignment
 from accounts.services import role_create, role_grant, role_revoke
 from idp.models import AccessToken
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import make_client, make_machine_client, make_resource_server, relying_party, sign_in_at
 from tests.relying_party import RelyingParty
 
 SYSTEM = audit.Actor.system("tests")
@@ -30,18 +30,13 @@ def app(db):
 
 @pytest.fixture
 def roles_rp(live_server, signing_key, app):
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=app.application.client_id,
-        client_secret=app.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
+    return relying_party(live_server.url, app)
 
 
 @pytest.fixture
 def resource_server(db):
     """A confidential client that only introspects, as an API gateway would."""
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
+    return make_resource_server()
 
 
 @pytest.fixture
@@ -69,8 +64,10 @@ EXPECTED_ROLES = ["auditor", "editor", "support"]
 EXPECTED_PERMISSIONS = ["audit.read", "docs.write", "tickets.read", "tickets.write"]
 
 
-def sign_in(rp: RelyingParty, user, scope: str) -> dict:
-    result = rp.authorize(username=user.username, password=USER_PASSWORD, scope=scope)
+def verified_tokens(rp: RelyingParty, user, scope: str) -> dict:
+    """The user's tokens (factories.sign_in_at, then the exchange), with the ID token's claims
+    verified against the published keys and the request's nonce, under "id_claims"."""
+    result = sign_in_at(rp, user, scope=scope)
     tokens = rp.exchange(result)
     tokens["id_claims"] = rp.verify_id_token(tokens["id_token"], nonce=result.nonce)
     return tokens
@@ -98,7 +95,7 @@ def introspect(live_server, resource_server, token: str) -> dict:
 def test_scope_roles_puts_the_clients_view_of_the_users_roles_in_tokens(
     live_server, roles_rp, resource_server, alice, alice_roles
 ):
-    tokens = sign_in(roles_rp, alice, "openid roles")
+    tokens = verified_tokens(roles_rp, alice, "openid roles")
 
     assert tokens["id_claims"]["roles"] == EXPECTED_ROLES, "direct, group and own-client roles; not owner"
     assert userinfo(roles_rp, tokens["access_token"])["roles"] == EXPECTED_ROLES
@@ -110,7 +107,7 @@ def test_scope_roles_puts_the_clients_view_of_the_users_roles_in_tokens(
 
 
 def test_without_scope_roles_there_is_no_roles_claim(roles_rp, alice, alice_roles):
-    tokens = sign_in(roles_rp, alice, "openid profile")
+    tokens = verified_tokens(roles_rp, alice, "openid profile")
 
     assert "roles" not in tokens["id_claims"]
     assert "roles" not in userinfo(roles_rp, tokens["access_token"])
@@ -119,7 +116,7 @@ def test_without_scope_roles_there_is_no_roles_claim(roles_rp, alice, alice_role
 def test_a_revoked_role_is_gone_from_the_next_answer_for_the_same_token(
     live_server, roles_rp, resource_server, alice, alice_roles
 ):
-    tokens = sign_in(roles_rp, alice, "openid roles")
+    tokens = verified_tokens(roles_rp, alice, "openid roles")
     assert "auditor" in introspect(live_server, resource_server, tokens["access_token"])["roles"]
 
     role_revoke(assignment=RoleAssignment.objects.get(role=alice_roles["auditor"], user=alice), actor=SYSTEM)
@@ -132,7 +129,7 @@ def test_a_revoked_role_is_gone_from_the_next_answer_for_the_same_token(
 
 
 def test_leaving_a_group_takes_its_roles_away(live_server, roles_rp, resource_server, alice, alice_roles, helpdesk):
-    tokens = sign_in(roles_rp, alice, "openid roles")
+    tokens = verified_tokens(roles_rp, alice, "openid roles")
 
     alice.groups.remove(helpdesk)
 
@@ -143,7 +140,7 @@ def test_leaving_a_group_takes_its_roles_away(live_server, roles_rp, resource_se
 
 
 def test_a_service_accounts_roles_are_in_the_introspection_of_its_tokens(live_server, signing_key, resource_server):
-    machine = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    machine = make_machine_client()
     reporter = role_create(name="reporter", permissions=["reports.read"], actor=SYSTEM)
     sync = role_create(name="sync", application=machine.application, permissions=["sync.run"], actor=SYSTEM)
     elsewhere = role_create(name="elsewhere", application=make_client().application, permissions=["x.y"], actor=SYSTEM)
@@ -178,7 +175,7 @@ def test_a_service_accounts_roles_are_in_the_introspection_of_its_tokens(live_se
 
 def test_a_client_not_registered_for_roles_gets_invalid_scope(rp, alice, alice_roles):
     """`rp` is registered for openid, profile, email and offline_access only."""
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid roles")
+    result = sign_in_at(rp, alice, scope="openid roles")
 
     assert result.params["error"] == "invalid_scope"
     assert result.params["state"] == result.state

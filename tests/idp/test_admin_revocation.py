@@ -9,15 +9,12 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from idp.models import AccessToken, Consent, RefreshToken
-from tests.factories import make_client, make_user
+from tests.factories import make_client, make_machine_client, make_staff, make_user, signed_in_client
 
 
 @pytest.fixture
 def operator(db):
-    user = make_user()
-    user.is_staff = user.is_superuser = True
-    user.save(update_fields=["is_staff", "is_superuser"])
-    return user
+    return make_staff(superuser=True)
 
 
 def client_credentials_token(client, issued) -> str:
@@ -46,12 +43,12 @@ def introspect(client, issued, token: str) -> dict:
 
 
 def test_revoking_access_tokens_in_the_admin_is_audited_with_the_operator_as_actor(client, operator):
-    issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"], is_resource_server=True)
+    issued = make_machine_client(is_resource_server=True)
     token = client_credentials_token(client, issued)
     assert introspect(client, issued, token)["active"] is True
     access = AccessToken.objects.get(application=issued.application)
 
-    client.force_login(operator)
+    signed_in_client(operator, client=client)
     reply = client.post(
         reverse("admin:idp_accesstoken_changelist"), {"action": "revoke_tokens", "_selected_action": [access.pk]}
     )
@@ -73,7 +70,7 @@ def test_withdrawing_a_consent_in_the_admin_revokes_it_through_the_service(clien
     Consent.objects.create(user=user, application=issued.application, scope="openid profile")
     consent = Consent.objects.get(user=user)
 
-    client.force_login(operator)
+    signed_in_client(operator, client=client)
     delete_page = client.get(reverse("admin:idp_consent_delete", args=[consent.pk]))
     reply = client.post(
         reverse("admin:idp_consent_changelist"), {"action": "withdraw", "_selected_action": [consent.pk]}

@@ -15,7 +15,7 @@ from audit.models import AuditEvent
 from idp.models import AccessToken, Consent, Grant, RefreshToken
 from idp.oauth import consent
 from tests.conftest import REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.factories import make_client, make_user, relying_party, sign_in_at, signed_in_client, tokens_at
 from tests.relying_party import RelyingParty
 
 HOME = reverse("home")
@@ -28,9 +28,7 @@ def revoke_url(client_id: str) -> str:
 @pytest.fixture
 def browser(alice):
     """Alice's browser on the home page: signed in, CSRF enforced."""
-    browser = Client(enforce_csrf_checks=True)
-    browser.force_login(alice)
-    return browser
+    return signed_in_client(alice, enforce_csrf_checks=True)
 
 
 def csrf(browser: Client) -> str:
@@ -64,20 +62,14 @@ def state() -> dict[str, object]:
 @pytest.fixture
 def allowed(rp, alice):
     """Alice allowed the client, remembered, and it holds a refreshed token pair (a family of two)."""
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow-remember"))
+    tokens = tokens_at(rp, alice, consent="allow-remember")
     refreshed = dict(rp.session().refresh_token(rp.metadata["token_endpoint"], refresh_token=tokens["refresh_token"]))
     return refreshed
 
 
 @pytest.fixture
 def other_rp(live_server, signing_key):
-    issued = make_client(redirect_uris=[REDIRECT_URI], is_resource_server=True)
-    return RelyingParty(
-        base_url=live_server.url,
-        client_id=issued.application.client_id,
-        client_secret=issued.client_secret,
-        redirect_uri=REDIRECT_URI,
-    )
+    return relying_party(live_server.url, make_client(redirect_uris=[REDIRECT_URI], is_resource_server=True))
 
 
 def test_the_home_page_lists_the_applications_allowed_with_a_revoke_button(browser, alice, issued_client, db):
@@ -101,8 +93,8 @@ def test_the_home_page_says_so_when_nothing_is_allowed(browser):
 def test_revoking_access_ends_the_consent_and_every_token_of_the_client(
     rp, other_rp, alice, allowed, browser, live_server
 ):
-    other = other_rp.exchange(other_rp.authorize(username=alice.username, password=USER_PASSWORD))
-    pending = rp.authorize(username=alice.username, password=USER_PASSWORD, consent=None)  # a code not yet redeemed
+    other = tokens_at(other_rp, alice)
+    pending = sign_in_at(rp, alice, consent=None)  # a code not yet redeemed
     before = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
 
     reply = post_revoke(browser, rp.client_id)
@@ -161,7 +153,7 @@ def test_revoking_twice_changes_and_records_nothing_more(rp, alice, allowed, bro
 
 def test_the_service_revokes_tokens_given_without_remembering(rp, alice):
     """A consent not remembered still let the client hold tokens; the service ends them too."""
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD, consent="allow"))
+    tokens = tokens_at(rp, alice, consent="allow")
 
     assert consent.consent_revoke(user=alice, client_id=rp.client_id, actor=audit.Actor.user(alice)) is True
 
@@ -211,8 +203,7 @@ def test_only_a_signed_in_post_with_its_csrf_token_revokes(alice, issued_client,
     token = str(anonymous.get(reverse("login")).context["csrf_token"])
     reply = anonymous.post(url, {"csrfmiddlewaretoken": token})
     assert reply.status_code == 302 and reply.headers["Location"].startswith(reverse("login"))
-    signed_in = Client(enforce_csrf_checks=True)
-    signed_in.force_login(alice)
+    signed_in = signed_in_client(alice, enforce_csrf_checks=True)
     before["events"] = AuditEvent.objects.count()  # signing in is an event of its own
     assert signed_in.get(url).status_code == 405
     assert signed_in.post(url).status_code == 403, "no CSRF token"

@@ -12,16 +12,15 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 import audit
 from audit.models import AuditEvent
-from idp.keys.signing import signing_keys_ensure
+from idp.keys.rotation import signing_keys_ensure
 from idp.models import SigningKey
-from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
-from tests.factories import USER_PASSWORD, make_user
+from tests.browser import PHONE, _orm_beside_playwright, browser, sign_in_page  # noqa: F401 - fixtures
+from tests.factories import make_staff
 
 
 @pytest.fixture
@@ -43,11 +42,7 @@ def old_keys(transactional_db, settings):
 @pytest.fixture
 def key_keeper(transactional_db):
     """Staff, holding idp.rotate_signingkey and nothing else."""
-    user = make_user()
-    user.is_staff = True
-    user.save(update_fields=["is_staff"])
-    user.user_permissions.add(Permission.objects.get(content_type__app_label="idp", codename="rotate_signingkey"))
-    return user
+    return make_staff(model_permissions=["idp.rotate_signingkey"])
 
 
 def chain(algorithm: str) -> dict[str, str]:
@@ -63,12 +58,7 @@ def test_staff_rotate_es256_now_in_a_browser(live_server, page, old_keys, key_ke
     page.on("console", lambda message: _keep_csp_error(message, csp_errors))
 
     # Signed out, the dashboard sends a person to the real sign-in page.
-    page.goto(f"{base_url}/dashboard/")
-    expect(page).to_have_url(f"{base_url}/accounts/login/?next=/dashboard/")
-    page.get_by_label("Username").fill(key_keeper.username)
-    page.get_by_label("Password").fill(USER_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{base_url}/dashboard/")
+    sign_in_page(page, base_url, key_keeper)
 
     page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Signing keys").click()
     expect(page).to_have_url(f"{base_url}/dashboard/signing-keys/")

@@ -26,18 +26,13 @@ from joserfc.jwk import KeySet
 import audit
 from audit.models import AuditEvent
 from idp.keys.checkpoints import audit_checkpoint_create
-from idp.keys.signing import (
-    signed_token_lifetime,
-    signing_key_active,
-    signing_key_rotate_now,
-    signing_keys_ensure,
-    signing_keys_rotate_due,
-)
+from idp.keys.rotation import signing_key_rotate_now, signing_keys_ensure, signing_keys_rotate_due
+from idp.keys.signing import signed_token_lifetime, signing_key_active
 from idp.models import SigningKey
 from idp.tasks import rotate_signing_keys
 from tests.conformance.test_rp_initiated_logout_plan import end_session
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import make_client, make_resource_server, relying_party, sign_in_at
 from tests.relying_party import RelyingParty
 
 BEAT = audit.Actor.system("rotate_signing_keys")
@@ -272,7 +267,7 @@ def test_a_relying_party_honouring_max_age_never_fails_across_two_rotations(live
     for offset in moments:
         with time_machine.travel(start + offset, tick=False):
             signing_keys_rotate_due(now=timezone.now(), actor=BEAT)  # the beat, every minute
-            result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid")
+            result = sign_in_at(rp, alice, scope="openid")
             tokens = rp.exchange(result)
             kids_seen.append(rp.verify_cached(tokens["id_token"])["kid"])
     assert len(set(kids_seen)) == 3, "three keys signed in turn"
@@ -287,9 +282,9 @@ def test_tokens_signed_before_a_rotation_verify_until_they_expire(live_server, o
         scopes=["openid", "profile"],
         access_token_format="jwt",
     )
-    rp = RelyingParty(live_server.url, app.application.client_id, app.client_secret, REDIRECT_URI)
-    gateway = make_client(grant="client_credentials", redirect_uris=[], scopes=[], is_resource_server=True)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid profile")
+    rp = relying_party(live_server.url, app)
+    gateway = make_resource_server()
+    result = sign_in_at(rp, alice, scope="openid profile")
     tokens = rp.exchange(result)
     old_kid = signing_key_active().kid
 
@@ -333,8 +328,8 @@ class AuthlibOpenIDClient(OpenIDMixin):
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
 def test_id_tokens_of_the_clients_algorithm_verify_with_authlib(live_server, signing_key, alice, algorithm):
     app = make_client(redirect_uris=[REDIRECT_URI], id_token_signed_response_alg=algorithm)
-    rp = RelyingParty(live_server.url, app.application.client_id, app.client_secret, REDIRECT_URI)
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid profile")
+    rp = relying_party(live_server.url, app)
+    result = sign_in_at(rp, alice, scope="openid profile")
     tokens = rp.exchange(result)
 
     userinfo = AuthlibOpenIDClient(rp).parse_id_token(tokens, nonce=result.nonce)

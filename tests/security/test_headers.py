@@ -20,7 +20,7 @@ from tests.api.conftest import (  # noqa: F401  (fixtures)
     management,
     service_subject,
 )
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import USER_PASSWORD, make_machine_client, sign_in_at, signed_in_session
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -79,16 +79,9 @@ def test_the_consent_page_has_the_strict_policy(rp, alice):
 
 
 def test_the_dashboard_has_the_strict_policy(live_server, alice):
-    browser = requests.Session()
-    login = browser.get(f"{live_server.url}/accounts/login/?next=/dashboard/", timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-    reply = browser.post(
-        login.url,
-        data={"csrfmiddlewaretoken": token, "username": alice.username, "password": USER_PASSWORD},
-        headers={"Referer": login.url},
-        timeout=10,
-    )
-    assert reply.url.endswith("/dashboard/")
+    browser = signed_in_session(live_server.url, alice)
+    reply = browser.get(f"{live_server.url}/dashboard/", timeout=10)
+    assert reply.status_code == 200 and reply.url.endswith("/dashboard/")
     assert_strict_page_headers(reply)
 
 
@@ -152,7 +145,7 @@ def assert_no_store(reply: requests.Response) -> None:
 
 
 def test_token_and_userinfo_and_introspection_responses_are_no_store(rp, alice, live_server):
-    result = rp.authorize(username=alice.username, password=USER_PASSWORD, scope="openid profile")
+    result = sign_in_at(rp, alice, scope="openid profile")
     token_reply = rp.token_request(
         grant_type="authorization_code",
         code=result.params["code"],
@@ -184,7 +177,7 @@ def test_token_and_userinfo_and_introspection_responses_are_no_store(rp, alice, 
 
 
 def test_client_credentials_token_response_is_no_store(live_server, signing_key):
-    issued = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    issued = make_machine_client()
     reply = requests.post(
         f"{live_server.url}/oauth/token/",
         data={"grant_type": "client_credentials", "scope": "profile"},

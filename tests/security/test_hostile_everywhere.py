@@ -8,6 +8,7 @@ every table.
 Sent through Django's test client, in process: the live server's own request handler refuses
 long headers before the application sees them, and production's server is gunicorn (its header
 limits are tests/security/test_header_limits.py). The tokens are real, minted by the provider.
+The other hostile-input tests, and what they share, are listed in tests/hostile.py.
 """
 
 # Fixtures imported from tests/api/conftest.py are parameters of the tests below.
@@ -39,7 +40,8 @@ from tests.api.conftest import (  # noqa: F401 - fixtures
     unique,
 )
 from tests.conftest import POST_LOGOUT_REDIRECT_URI, REDIRECT_URI
-from tests.factories import UserFactory, make_client
+from tests.factories import UserFactory, make_client, make_machine_client, signed_in_client
+from tests.hostile import RFC_DESCRIPTION, RFC_ERROR
 from tests.security import responses
 
 # Tables whose content a request may change without storing anything of the caller's: sessions
@@ -389,8 +391,6 @@ CASES = [
     Case("forwarded-host", with_header("X-Forwarded-Host", "evil.example"), ignorable=True),
 ]
 
-RFC_ERROR = re.compile(r"^[a-z_]+$")
-RFC_DESCRIPTION = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]*$")  # RFC 6749 §5.2: no " or \
 BROWSER_PATHS = ("/oauth/authorize/", "/oauth/logout/")
 
 
@@ -398,7 +398,7 @@ BROWSER_PATHS = ("/oauth/authorize/", "/oauth/logout/")
 def world(admin, signing_key, alice) -> dict[str, Any]:
     inactive = UserFactory()
     user_deactivate(user_id=inactive.pk, actor=SYSTEM, reason="left")
-    disabled = make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"]).application
+    disabled = make_machine_client().application
     idp_clients.client_disable(application_id=disabled.pk, actor=SYSTEM, reason="gone")
     role = role_with([], name=unique("target"))
     user = UserFactory()
@@ -406,13 +406,21 @@ def world(admin, signing_key, alice) -> dict[str, Any]:
     return {
         "admin_token": admin.api().token,
         "client": make_client(redirect_uris=[REDIRECT_URI], post_logout_redirect_uris=[POST_LOGOUT_REDIRECT_URI]),
-        "target": make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"]).application,
+        "target": make_machine_client().application,
         "inactive_user": inactive,
         "disabled": disabled,
         "role": role,
         "user": user,
         "alice": alice,
     }
+
+
+def client_for(endpoint: Endpoint, world: dict[str, Any]) -> Client:
+    """Django's test client answering 500s as responses; signed in as alice where the endpoint
+    needs a browser session."""
+    if endpoint.auth == "session":
+        return signed_in_client(world["alice"], raise_request_exception=False)
+    return Client(raise_request_exception=False)
 
 
 def send(endpoint: Endpoint, case: Case, world: dict[str, Any], client: Client):
@@ -472,9 +480,7 @@ def problems(endpoint: Endpoint, case: Case, path: str, reply) -> list[str]:
 def test_hostile_requests_are_refused_and_change_nothing(settings, world, endpoint):
     """Every case against one endpoint; one test per endpoint keeps the set-up to one."""
     settings.IDP_RATE_LIMITS = dict.fromkeys(settings.IDP_RATE_LIMITS, "100000/minute")
-    client = Client(raise_request_exception=False)
-    if endpoint.auth == "session":
-        client.force_login(world["alice"])  # signing in records; before the snapshot
+    client = client_for(endpoint, world)  # signing in records; before the snapshot
     before = database_snapshot()
     found = []
     for case in CASES:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
-from django.test import Client
 
 from tests.api.conftest import (  # noqa: F401 - fixtures
     _fast_password_hashing,
@@ -20,7 +19,7 @@ from tests.api.conftest import (  # noqa: F401 - fixtures
     service_subject,
 )
 from tests.security import responses
-from tests.security.test_hostile_everywhere import CASES, ENDPOINTS, send, world  # noqa: F401 - fixture
+from tests.security.test_hostile_everywhere import CASES, ENDPOINTS, client_for, send, world  # noqa: F401 - fixture
 from tests.security.test_schemathesis import run_operation
 
 
@@ -28,9 +27,7 @@ def test_no_error_response_of_the_sweeps_leaks_internals(live_server, settings, 
     settings.IDP_RATE_LIMITS = dict.fromkeys(settings.IDP_RATE_LIMITS, "100000/minute")
     responses.COLLECTED.clear()
     for endpoint in ENDPOINTS:
-        client = Client(raise_request_exception=False)
-        if endpoint.auth == "session":
-            client.force_login(world["alice"])
+        client = client_for(endpoint, world)
         for case in CASES:
             reply = send(endpoint, case, world, client)
             responses.check(

@@ -15,7 +15,7 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
 from tests.conftest import REDIRECT_URI
-from tests.factories import make_client, make_user
+from tests.factories import make_client, make_machine_client, make_user
 
 ATTACKER = "198.51.100.66"
 VICTIM = "203.0.113.7"
@@ -30,7 +30,7 @@ def limits(settings):
 
 @pytest.fixture
 def machine(db):
-    return make_client(grant="client_credentials", redirect_uris=[], scopes=["profile"])
+    return make_machine_client()
 
 
 def from_address(address: str) -> dict[str, str]:

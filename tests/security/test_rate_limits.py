@@ -20,7 +20,7 @@ from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
 from audit.models import AuditEvent
-from tests.factories import make_user
+from tests.factories import make_user, signed_in_client
 
 LIMITED_BODY = {"error": "rate_limited", "error_description": "too many requests, retry later"}
 # (group, method, path, form data): one request of each endpoint group, valid or not; what the
@@ -114,14 +114,12 @@ def test_the_api_is_limited_per_user_across_their_keys(limits):
 def test_the_authorization_endpoint_is_limited_per_signed_in_user(limits):
     limits["authorize.user"] = "2/minute"
     alice, bob = make_user(), make_user()
-    browser = Client()
-    browser.force_login(alice)
+    browser = signed_in_client(alice)
     for _ in range(2):
         assert browser.get("/oauth/authorize/", {"client_id": "nobody"}).status_code != 429
     assert_limited(browser.get("/oauth/authorize/", {"client_id": "nobody"}))
 
-    other = Client()  # same address
-    other.force_login(bob)
+    other = signed_in_client(bob)  # same address
     assert other.get("/oauth/authorize/", {"client_id": "nobody"}).status_code != 429
 
 

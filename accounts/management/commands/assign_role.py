@@ -4,6 +4,7 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Model
 from oauth2_provider.models import get_application_model
 
 import audit
@@ -57,6 +58,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _holder(options: dict[str, Any]) -> dict[str, Any]:
+        found: Model | None
         if options["user"]:
             found = User.objects.filter(username=options["user"]).first()
             kind = "user"

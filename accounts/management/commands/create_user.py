@@ -1,6 +1,6 @@
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        password = options.get("stdin", sys.stdin).readline().rstrip("\r\n")
+        stdin = cast(TextIO, options.get("stdin", sys.stdin))
+        password = stdin.readline().rstrip("\r\n")
         try:
             user = user_create(
                 username=options["username"],

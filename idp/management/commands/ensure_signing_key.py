@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 import audit
-from idp.keys.signing import signing_keys_ensure
+from idp.keys.rotation import signing_keys_ensure
 from idp.models import SigningKey
 
 

@@ -3,7 +3,7 @@ with remembered consent, prompt, max_age, id_token_hint and form_post."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django import forms
@@ -27,6 +27,7 @@ from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
 
+from accounts.models import User
 from idp.http.policy import endpoint
 from idp.models import Application
 from idp.oauth import claims, consent, tokens
@@ -50,6 +51,11 @@ def _form_post(request: HttpRequest, location: str) -> HttpResponse:
 
 class ConsentForm(AllowForm):
     remember = forms.BooleanField(required=False)
+
+
+def _signed_in(request: HttpRequest) -> User:
+    """The user of a request that got past DOT's LoginRequiredMixin."""
+    return cast(User, request.user)
 
 
 def _without(request: HttpRequest, *names: str) -> str:
@@ -84,7 +90,9 @@ class AuthorizationView(dot_views.AuthorizationView):
         self.form_post = request.GET.get("response_mode") == "form_post"
         return super().dispatch(request, *args, **kwargs)
 
-    def handle_no_permission(self) -> HttpResponse:
+    # The view's response, whatever it is (an error page, an error redirect to the client): the
+    # stubs narrow it to the redirect to the sign-in page Django's own returns.
+    def handle_no_permission(self) -> HttpResponse:  # type: ignore[override]
         """Nobody is signed in. The request is judged first (RFC 6749 §4.1.2.1, OIDC Core
         §3.1.2.6): an unknown client or an unregistered redirect URI is an error page, any other
         error goes back to the client; only a valid request gets a sign-in form."""
@@ -126,7 +134,7 @@ class AuthorizationView(dot_views.AuthorizationView):
             return super().get(request, *args, **kwargs)
         shared = [*scopes, *claims.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)]
         consented = application.skip_authorization or consent.consent_covers(
-            user_id=request.user.pk, client_id=credentials["client_id"], scopes=shared
+            user_id=_signed_in(request).pk, client_id=credentials["client_id"], scopes=shared
         )
         if not consented:
             if silent:
@@ -173,7 +181,7 @@ class AuthorizationView(dot_views.AuthorizationView):
         raw = request.GET.get("max_age", "")
         if not raw.isdigit():
             return False
-        signed_in = request.user.last_login
+        signed_in = _signed_in(request).last_login
         return signed_in is None or (timezone.now() - signed_in).total_seconds() > int(raw)
 
     def _refuse(self, error_class: type, credentials: dict, application: Application) -> HttpResponse:
@@ -202,7 +210,7 @@ class AuthorizationView(dot_views.AuthorizationView):
                 application = Application.objects.get(client_id=credentials["client_id"])
                 asked = claims.claim_scopes(claims=credentials.get("claims"), registered=application.scope_list)
                 consent.consent_grant(
-                    user_id=request.user.pk,
+                    user_id=_signed_in(request).pk,
                     application=application,
                     scopes=[*scopes.split(), *asked],
                     remember=self.remember_consent,

@@ -12,12 +12,14 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from idp.http.policy import endpoint
+from idp.oauth.validator import token_request_opened
 
 
 def basic_challenge(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    """RFC 6749 §5.2: a 401 invalid_client answers a client that authenticated with HTTP Basic with
-    the Basic scheme's challenge (oauthlib's is Bearer, the protected resource's)."""
-    if response.status_code == 401 and request.META.get("HTTP_AUTHORIZATION", "")[:6].lower() == "basic ":
+    """RFC 6749 §5.2: a 401 invalid_client of an endpoint where clients authenticate carries the
+    challenge of HTTP Basic, the scheme they may use (oauthlib's is Bearer, a protected resource's,
+    which tells a client nothing it can answer)."""
+    if response.status_code == 401:
         response["WWW-Authenticate"] = 'Basic realm="idp"'
     return response
 
@@ -28,12 +30,13 @@ def basic_challenge(request: HttpRequest, response: HttpResponse) -> HttpRespons
 class TokenView(dot_views.TokenView):
     def authorization_flow_token_response(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # DOT's version re-reads the issued access token after answering, to send its
-        # app_authorized signal (which nothing here uses). A concurrent refresh-token reuse may
-        # already have revoked that token, turning an answered request into a 500; it also costs a
-        # query on the hottest path. The answer is oauthlib's, unchanged.
+        # app_authorized signal (nothing here uses it: the validator records token.issued
+        # itself). A concurrent refresh-token reuse may already have revoked that token, turning
+        # an answered request into a 500; it also costs a query on the hottest path. The answer
+        # is oauthlib's, unchanged.
         # One transaction per token request: the code and refresh-token row locks taken by the
         # validator hold until the tokens are saved, so concurrent redemptions serialise.
-        with transaction.atomic():
+        with transaction.atomic(), token_request_opened():
             _uri, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for name, value in headers.items():

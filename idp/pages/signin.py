@@ -1,34 +1,43 @@
-"""Signals of Django auth, Django admin and django-oauth-toolkit, turned into audit events. Wired
-in AuditConfig.ready(); each receiver is one audit.record call (plus the brute-force watch)."""
+"""Signing in: the sign-in page, the audit events of every sign-in (this page's and the admin's:
+Django's and django-axes' signals), and the brute-force watch that raises alert.bruteforce. The
+audit app records what it is told; what counts as an event, and when an alert is due, is decided
+here. Receivers are connected in IdpConfig.ready()."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 
 import audit
 from audit import context
+from idp.http.policy import endpoint
 
 log = logging.getLogger("audit")
 
 
-def on_token_issued(sender: Any, request: Any, token: Any, **kwargs: Any) -> None:
-    """oauth2_provider.signals.app_authorized, sent by idp's validator inside the token request's
-    transaction (with oauthlib's request), for every access token it issues."""
-    refreshed = getattr(request, "grant_type", "") == "refresh_token"
-    application = token.application
-    audit.record(
-        audit.Action.TOKEN_REFRESHED if refreshed else audit.Action.TOKEN_ISSUED,
-        actor=audit.Actor.client(application),
-        target=audit.Target.user(token.user) if token.user_id is not None else audit.Target.client(application),
-        client_id=application.client_id,
-        data={"grant": getattr(request, "grant_type", ""), "scope": token.scope},
-    )
+@endpoint(rate="signin", rate_methods=("POST",))
+class SignInView(LoginView):
+    """Django's sign-in page; when a client sent login_hint (OIDC Core §3.1.2.1) with the
+    authorization request it comes back from, the username field starts with it."""
+
+    def get_initial(self) -> dict[str, Any]:
+        initial = super().get_initial()
+        next_url = self.request.GET.get("next", "")
+        if next_url.startswith("/oauth/authorize/"):
+            hint = parse_qs(urlsplit(next_url).query).get("login_hint", [""])[0]
+            if hint and len(hint) <= 150:
+                initial["username"] = hint
+        return initial
+
+
+# --- Sign-in events ----------------------------------------------------------------------------------
 
 
 def on_logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -117,23 +126,3 @@ def _watch_bruteforce(*, username: str, source_ip: str | None) -> None:
             source_ip or "-",
             extra={"event": "alert.bruteforce"},
         )
-
-
-def on_admin_logentry(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    """Every add, change and delete made in Django admin (its LogEntry), as admin.changed."""
-    if not created:
-        return
-    verbs = {1: "added", 2: "changed", 3: "deleted"}
-    audit.record(
-        audit.Action.ADMIN_CHANGED,
-        actor=audit.Actor("user", str(instance.user_id)),
-        target=audit.Target(
-            f"{instance.content_type.app_label}.{instance.content_type.model}" if instance.content_type_id else "",
-            str(instance.object_id or ""),
-        ),
-        data={
-            "change": verbs.get(instance.action_flag, str(instance.action_flag)),
-            "object": str(instance.object_repr)[:200],
-            "message": instance.get_change_message()[:500],
-        },
-    )

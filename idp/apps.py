@@ -8,17 +8,15 @@ class IdpConfig(AppConfig):
 
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
-        from django.conf import settings
         from django.core.exceptions import ImproperlyConfigured
 
         from idp import checks
 
-        if settings.PRODUCTION:
-            # Production starts only with secrets that are secrets (idp.checks): a web server,
-            # a worker and a migration stop alike, naming the variables.
-            refused = checks.secrets_check()
-            if refused:
-                raise ImproperlyConfigured(" ".join(f"[{error.id}] {error.msg}" for error in refused))
+        # Production starts only on settings that pass its system checks (idp.checks): a web
+        # server, a worker and a migration stop alike, naming the variables.
+        refused = checks.startup_refusals()
+        if refused:
+            raise ImproperlyConfigured(" ".join(f"[{error.id}] {error.msg}" for error in refused))
 
         from idp.http import cors
         from idp.models import AccessToken, Application

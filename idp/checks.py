@@ -1,7 +1,15 @@
-"""Django system checks of the settings that a deployment gets wrong and nothing else notices:
-secrets too short or too uniform to be secret, and a wildcard host. `manage.py check --deploy`
-reports them in any environment; with IDP_ENV=production the process refuses to start on them
-(idp.apps), so a web server, a worker and a migration alike stop with the variable named.
+"""Django system checks of the settings. idp/settings.py only reads and parses the environment
+(a value that does not parse stops it there, naming the variable); how the values must relate and
+what a deployment needs are judged here:
+
+- deploy checks (`manage.py check --deploy`, in any environment): what production needs (PostgreSQL,
+  a shared Redis, a real broker, an https issuer, named hosts, no debug pages), secrets too short or
+  too uniform to be secret, a wildcard host, our SecurityMiddleware;
+- invariants (every `manage.py check`, runserver and migrate): the signing-key schedule.
+
+With IDP_ENV=production the process refuses to start on any of them (idp.apps, `startup_refusals`),
+so a web server, a worker and a migration alike stop with the variable named; in development the
+invariants refuse start-up too, as they break the key schedule anywhere.
 
 A check never prints the value it judges, only the variable's name and what is wrong with it.
 """
@@ -83,6 +91,69 @@ def secrets_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         )
     return [error for error in found if error is not None]
+
+
+@register(Tags.security, deploy=True)
+def production_needs_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """What a deployment cannot do without: shared state that every process agrees on, an issuer
+    relying parties reach over TLS, named hosts and no debug pages."""
+    needs = []
+    if settings.DEBUG:
+        needs.append(("IDP_DEBUG=0 (debug pages leak internals)", "idp.E010"))
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        needs.append(("DATABASE_URL (SQLite is for development only; use PostgreSQL)", "idp.E011"))
+    if not settings.REDIS_URL:
+        needs.append(("REDIS_URL (the in-process cache cannot be shared between processes)", "idp.E012"))
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        needs.append(("CELERY_BROKER_URL or REDIS_URL (the filesystem broker is for development only)", "idp.E013"))
+    if not settings.ISSUER:
+        needs.append(("IDP_ISSUER (the https URL clients use to reach this provider)", "idp.E014"))
+    elif not settings.ISSUER.startswith("https://"):
+        needs.append(("IDP_ISSUER with an https:// URL", "idp.E014"))
+    if not settings.ALLOWED_HOSTS:
+        needs.append(("IDP_ALLOWED_HOSTS (the host names this provider answers to)", "idp.E015"))
+    return [Error(f"IDP_ENV=production needs {need}.", id=code) for need, code in needs]
+
+
+SIGNING_ALGORITHMS = {"RS256", "ES256", "EdDSA"}
+
+
+@register(Tags.security)
+def signing_schedule_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """RS256 is every OpenID provider's baseline (OIDC Core §15.1) and signs JWT access tokens and
+    audit checkpoints; a next key must be in every relying party's cached JWKS before it signs, and
+    ready to sign by the next rotation."""
+    found = []
+    if "RS256" not in settings.SIGNING_ALGORITHMS or set(settings.SIGNING_ALGORITHMS) - SIGNING_ALGORITHMS:
+        found.append(
+            Error("IDP_SIGNING_ALGORITHMS must include RS256 and name only RS256, ES256 and EdDSA.", id="idp.E016")
+        )
+    if settings.JWKS_MAX_AGE_SECONDS >= settings.SIGNING_KEY_PREPUBLISH_SECONDS:
+        found.append(
+            Error(
+                "IDP_JWKS_MAX_AGE_SECONDS must be shorter than IDP_SIGNING_KEY_PREPUBLISH_SECONDS: a relying party "
+                "caching the JWKS that long could miss a key before it starts signing.",
+                id="idp.E017",
+            )
+        )
+    if settings.SIGNING_KEY_PREPUBLISH_SECONDS >= settings.SIGNING_KEY_ROTATION_SECONDS:
+        found.append(
+            Error(
+                "IDP_SIGNING_KEY_PREPUBLISH_SECONDS must be shorter than IDP_SIGNING_KEY_ROTATION_SECONDS: the key "
+                "published at one rotation must be ready to sign by the next.",
+                id="idp.E018",
+            )
+        )
+    return found
+
+
+def startup_refusals() -> list[Error]:
+    """The checks a process will not start with: every one in production, the invariants anywhere.
+    Settings only: no database or network is touched, so it runs before anything else in ready()."""
+    refused = signing_schedule_check()
+    if settings.PRODUCTION:
+        refused = production_needs_check() + secrets_check() + security_middleware_check() + refused
+    return refused
 
 
 @register(Tags.urls)

@@ -78,9 +78,9 @@ if IDP_ENV not in {"production", "development"}:
     raise ImproperlyConfigured(f"IDP_ENV must be 'production' or 'development', not {IDP_ENV!r}.")
 PRODUCTION = IDP_ENV == "production"
 
+# Refused with IDP_ENV=production (idp.checks), as are SQLite, a process-local cache, a filesystem
+# broker, an issuer that is not https and no allowed hosts: the settings here only read values.
 DEBUG = env_bool("IDP_DEBUG", default=False)
-if DEBUG and PRODUCTION:
-    raise ImproperlyConfigured("IDP_DEBUG=1 is refused with IDP_ENV=production: debug pages leak internals.")
 
 SECRET_KEY = env_str("IDP_SECRET_KEY")
 # Fernet keys (comma-separated, newest first) that encrypt signing keys at rest. MultiFernet
@@ -224,23 +224,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 globals().update(environ.Env.email_url_config(env_str("EMAIL_URL", default="consolemail://")))
 DEFAULT_FROM_EMAIL = env_str("IDP_EMAIL_FROM", default="idp <no-reply@localhost>")
 
-if PRODUCTION:
-    _refused = []
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        _refused.append("DATABASE_URL (SQLite is for development only; use PostgreSQL)")
-    if not REDIS_URL:
-        _refused.append("REDIS_URL (the in-process cache cannot be shared between processes)")
-    if CELERY_BROKER_URL.startswith("filesystem://"):
-        _refused.append("CELERY_BROKER_URL or REDIS_URL (the filesystem broker is for development only)")
-    if not ISSUER:
-        _refused.append("IDP_ISSUER (the https URL clients use to reach this provider)")
-    elif not ISSUER.startswith("https://"):
-        _refused.append("IDP_ISSUER with an https:// URL")
-    if not ALLOWED_HOSTS:
-        _refused.append("IDP_ALLOWED_HOSTS (the host names this provider answers to)")
-    if _refused:
-        raise ImproperlyConfigured("IDP_ENV=production needs: " + "; ".join(_refused) + ".")
-
 # --- Users and passwords -----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 # The lockout check first: a locked-out username or address is refused before a password hash runs.
@@ -268,25 +251,14 @@ AUTH_PASSWORD_VALIDATORS = [
 # Each algorithm has its own key chain: next (published, signs nothing) -> active -> retired
 # (published until the last token it signed has expired) -> deleted. RS256 is every OpenID
 # provider's baseline (OIDC Core §15.1) and signs JWT access tokens and audit checkpoints.
+# How these four must relate is a system check (idp.checks.signing_schedule_check).
 SIGNING_ALGORITHMS = env_list("IDP_SIGNING_ALGORITHMS", default=["RS256", "ES256", "EdDSA"])
-if "RS256" not in SIGNING_ALGORITHMS or set(SIGNING_ALGORITHMS) - {"RS256", "ES256", "EdDSA"}:
-    raise ImproperlyConfigured("IDP_SIGNING_ALGORITHMS must include RS256 and name only RS256, ES256 and EdDSA.")
 # An active key is replaced this long after it started signing (Celery beat: rotate-signing-keys).
 SIGNING_KEY_ROTATION_SECONDS = env_int("IDP_SIGNING_KEY_ROTATION_SECONDS", default=30 * 24 * 3600, minimum=3600)
 # A next key is published at least this long before it signs: every relying party that honours
 # the JWKS max-age has then fetched it, so no token ever names a key its verifier has not seen.
 SIGNING_KEY_PREPUBLISH_SECONDS = env_int("IDP_SIGNING_KEY_PREPUBLISH_SECONDS", default=24 * 3600, minimum=60)
 JWKS_MAX_AGE_SECONDS = env_int("IDP_JWKS_MAX_AGE_SECONDS", default=300, minimum=0)
-if JWKS_MAX_AGE_SECONDS >= SIGNING_KEY_PREPUBLISH_SECONDS:
-    raise ImproperlyConfigured(
-        "IDP_JWKS_MAX_AGE_SECONDS must be shorter than IDP_SIGNING_KEY_PREPUBLISH_SECONDS: a relying party "
-        "caching the JWKS that long could miss a key before it starts signing."
-    )
-if SIGNING_KEY_PREPUBLISH_SECONDS >= SIGNING_KEY_ROTATION_SECONDS:
-    raise ImproperlyConfigured(
-        "IDP_SIGNING_KEY_PREPUBLISH_SECONDS must be shorter than IDP_SIGNING_KEY_ROTATION_SECONDS: the key "
-        "published at one rotation must be ready to sign by the next."
-    )
 
 # --- OAuth 2.0 / OpenID Connect (django-oauth-toolkit) ----------------------------------------
 OAUTH2_PROVIDER_APPLICATION_MODEL = "idp.Application"

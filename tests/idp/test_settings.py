@@ -178,3 +178,36 @@ def test_env_example_lists_every_variable_the_settings_read():
     assert "IDP_SECRET_KEY" in read and "DATABASE_URL" in read
     assert read - listed == set(), "documented in .env.example"
     assert listed - read == set(), "nothing documented that is not read"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"DATABASE_URL": None}, "idp.E011"),
+        ({"REDIS_URL": None}, "idp.E012"),
+        ({"IDP_ISSUER": "http://id.example.com"}, "idp.E014"),
+        ({"IDP_DEBUG": "1"}, "idp.E010"),
+    ],
+)
+def test_check_deploy_reports_what_production_needs_in_development(overrides, named):
+    """The production refusals are system checks: `check --deploy` says what a deployment still
+    needs before IDP_ENV=production is set, while development itself runs on the embedded defaults."""
+    env = production_env(IDP_ENV="development", **overrides)
+    assert manage("check", env=env).returncode == 0
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0, result.stdout
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"IDP_JWKS_MAX_AGE_SECONDS": "86400"}, "idp.E017"),
+        ({"IDP_SIGNING_ALGORITHMS": "RS256,HS256"}, "idp.E016"),
+    ],
+)
+def test_the_signing_schedule_is_an_invariant_in_development_too(overrides, named):
+    result = manage("check", env=production_env(IDP_ENV="development", **overrides))
+    assert result.returncode != 0
+    assert named in result.stderr.strip().splitlines()[-1]

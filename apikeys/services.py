@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -428,24 +428,33 @@ def ciphertext_reencrypt(ciphertext: str) -> str | None:
         return _fernet().rotate(token).decode()
 
 
+def rows_reencrypt(rows: Iterable[Any], *, field: str, describe: Callable[[Any], str]) -> int:
+    """Re-encrypt `field` of each row under the first of KEY_ENCRYPTION_KEYS (rows already under it
+    are left alone). Returns how many changed; raises ImproperlyConfigured when a row is under none
+    of the configured keys, naming it by `describe`: the caller's transaction then changes nothing."""
+    reencrypted = 0
+    for row in rows:
+        try:
+            rotated = ciphertext_reencrypt(getattr(row, field))
+        except InvalidToken:
+            raise ImproperlyConfigured(f"{describe(row)} is encrypted under none of IDP_KEY_ENCRYPTION_KEYS") from None
+        if rotated is None:
+            continue
+        setattr(row, field, rotated)
+        row.save(update_fields=[field])
+        reencrypted += 1
+    return reencrypted
+
+
 @transaction.atomic
 def apikey_secrets_reencrypt() -> int:
     """Re-encrypt every pending (scheduler-made, not yet revealed) secret under the first of
     KEY_ENCRYPTION_KEYS, locking each row. A secret already under that key is left alone, so a
     second run changes nothing. Returns how many were re-encrypted; raises ImproperlyConfigured,
     changing nothing, when a secret is under none of the configured keys."""
-    reencrypted = 0
     pending = ApiKey.objects.exclude(pending_secret="").select_for_update(of=("self",)).order_by("pk")
-    for key in pending.only("pk", "public_id", "pending_secret"):
-        try:
-            rotated = ciphertext_reencrypt(key.pending_secret)
-        except InvalidToken:
-            raise ImproperlyConfigured(
-                f"the pending secret of API key {key.public_id} is encrypted under none of IDP_KEY_ENCRYPTION_KEYS"
-            ) from None
-        if rotated is None:
-            continue
-        key.pending_secret = rotated
-        key.save(update_fields=["pending_secret"])
-        reencrypted += 1
-    return reencrypted
+    return rows_reencrypt(
+        pending.only("pk", "public_id", "pending_secret"),
+        field="pending_secret",
+        describe=lambda key: f"the pending secret of API key {key.public_id}",
+    )

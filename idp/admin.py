@@ -103,7 +103,20 @@ class ServiceAccountRoleInline(admin.TabularInline):
         return False
 
 
-class ClientRoleInline(admin.TabularInline):
+class ListedOnly:
+    """Admin shows these rows and never adds, edits or deletes one."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ClientRoleInline(ListedOnly, admin.TabularInline):
     """The client's own roles, listed; they are created and edited on the role pages."""
 
     model = Role
@@ -121,15 +134,6 @@ class ClientRoleInline(admin.TabularInline):
     @admin.display(description="permissions")
     def permission_list(self, role: Role) -> str:
         return ", ".join(permission.codename for permission in role.permissions.all()) or "-"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ClientAdmin(ApplicationAdmin):
@@ -302,20 +306,11 @@ class ConsentAdmin(admin.ModelAdmin):
         return False
 
 
-class IssuedByTheProtocol:
+class IssuedByTheProtocol(ListedOnly):
     """Tokens and codes are made by the protocol, never in admin: a row names whom it acts for and
     with what scope, so a staff member allowed to add or edit one could point their own token at an
     administrator. Admin lists them, and revokes tokens with the audited action; a plain delete
     would revoke without a trace, so there is none."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AccessTokenAdmin(IssuedByTheProtocol, dot_admin.AccessTokenAdmin):

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.fernet import InvalidToken
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 import audit
-from apikeys.services import apikey_secrets_reencrypt, ciphertext_reencrypt
+from apikeys.services import apikey_secrets_reencrypt, rows_reencrypt
 from idp.models import SigningKey
 
 
@@ -32,20 +30,11 @@ def signing_keys_reencrypt() -> int:
     KEY_ENCRYPTION_KEYS, locking each row. A row already under that key is left alone, so a second
     run changes nothing. Returns how many were re-encrypted; raises ImproperlyConfigured, changing
     nothing, when a row is under none of the configured keys."""
-    reencrypted = 0
-    for key in SigningKey.objects.select_for_update().order_by("pk").only("pk", "kid", "private_key_encrypted"):
-        try:
-            rotated = ciphertext_reencrypt(key.private_key_encrypted)
-        except InvalidToken:
-            raise ImproperlyConfigured(
-                f"signing key {key.kid} is encrypted under none of IDP_KEY_ENCRYPTION_KEYS"
-            ) from None
-        if rotated is None:
-            continue
-        key.private_key_encrypted = rotated
-        key.save(update_fields=["private_key_encrypted"])
-        reencrypted += 1
-    return reencrypted
+    return rows_reencrypt(
+        SigningKey.objects.select_for_update().order_by("pk").only("pk", "kid", "private_key_encrypted"),
+        field="private_key_encrypted",
+        describe=lambda key: f"signing key {key.kid}",
+    )
 
 
 @transaction.atomic

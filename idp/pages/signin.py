@@ -53,15 +53,7 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
     """A failed sign-in: the account it named, if that account exists (a username that is no
     account may be a password typed in the wrong field, so it is not recorded), then the
     brute-force watch."""
-    username = str(credentials.get("username") or "")[:150]
-    user = get_user_model().objects.filter(username=username).first() if username else None
-    audit.record(
-        audit.Action.LOGIN_FAILED,
-        actor=audit.Actor.anonymous(),
-        target=audit.Target.user(user) if user is not None else None,
-        outcome="failure",
-        data={} if user is not None else {"account": "unknown"},
-    )
+    username = _record_for_account(audit.Action.LOGIN_FAILED, username=credentials.get("username"), outcome="failure")
     _watch_bruteforce(username=username, source_ip=context.current().source_ip)
 
 
@@ -74,16 +66,30 @@ def on_locked_out(sender: Any, request: Any, username: str | None, ip_address: s
     """
     if getattr(request, "axes_failures_since_start", None) is None:
         return
+    _record_for_account(
+        audit.Action.LOGIN_LOCKED_OUT,
+        username=username,
+        outcome="alert",
+        data={"failures": request.axes_failures_since_start},
+    )
+
+
+def _record_for_account(
+    action: audit.Action, *, username: Any, outcome: str, data: dict[str, Any] | None = None
+) -> str:
+    """Record a sign-in event of an anonymous caller against the account it named. A name that is
+    no account is not recorded (it may be a password typed in the wrong field), only that the
+    account was unknown. Returns the name as recorded (at most 150 characters)."""
     name = str(username or "")[:150]
     user = get_user_model().objects.filter(username=name).first() if name else None
     audit.record(
-        audit.Action.LOGIN_LOCKED_OUT,
+        action,
         actor=audit.Actor.anonymous(),
         target=audit.Target.user(user) if user is not None else None,
-        outcome="alert",
-        data={"failures": request.axes_failures_since_start}
-        | ({} if user is not None or not name else {"account": "unknown"}),
+        outcome=outcome,
+        data=(data or {}) | ({} if user is not None or not name else {"account": "unknown"}),
     )
+    return name
 
 
 def _watch_bruteforce(*, username: str, source_ip: str | None) -> None:

@@ -16,20 +16,9 @@ from tests.relying_party import RelyingParty
 VALID_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # RFC 7636 Appendix B
 
 
-def authorize(rp: RelyingParty, browser: requests.Session | None = None, **params: str) -> requests.Response:
-    base = {
-        "response_type": "code",
-        "client_id": rp.client_id,
-        "redirect_uri": rp.redirect_uri,
-        "scope": "openid",
-        "state": "st-" + secrets.token_hex(4),
-        "code_challenge": VALID_CHALLENGE,
-        "code_challenge_method": "S256",
-    }
-    base.update(params)
-    base = {name: value for name, value in base.items() if value is not None}
-    session = browser or requests.Session()
-    return session.get(rp.metadata["authorization_endpoint"], params=base, allow_redirects=False, timeout=10)
+def authorize(rp: RelyingParty, browser: requests.Session | None = None, **params: str | None) -> requests.Response:
+    url = rp.authorization_url(**({"code_challenge": VALID_CHALLENGE, "code_challenge_method": "S256"} | params))
+    return (browser or requests.Session()).get(url, allow_redirects=False, timeout=10)
 
 
 def answer_of(reply: requests.Response) -> dict[str, str]:

@@ -36,18 +36,6 @@ def query_of(location: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
 
 
-def authorize_url(rp: RelyingParty, **params: str) -> str:
-    base = {
-        "response_type": "code",
-        "client_id": rp.client_id,
-        "redirect_uri": rp.redirect_uri,
-        "scope": "openid",
-        "state": "st-" + secrets.token_hex(4),
-    }
-    base.update(params)
-    return requests.Request("GET", rp.metadata["authorization_endpoint"], params=base).prepare().url
-
-
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
@@ -157,7 +145,7 @@ def assert_no_sign_in(reply: requests.Response) -> None:
 def test_fatal_request_errors_are_an_error_page_before_sign_in(live_server, signing_key, params):
     issued = make_client(redirect_uris=[REDIRECT_URI, "http://127.0.0.1:9999/other"])
     rp = relying_party(live_server.url, issued)
-    url = authorize_url(rp, **params)
+    url = rp.authorization_url(**params)
     if params.get("redirect_uri") == "":
         url = url.replace("&redirect_uri=", "&x=")
     reply = first_answer(rp, url)
@@ -179,7 +167,7 @@ def test_fatal_request_errors_are_an_error_page_before_sign_in(live_server, sign
 )
 def test_other_errors_redirect_to_the_client_before_sign_in(rp, params, error):
     state = "st-" + secrets.token_hex(4)
-    reply = first_answer(rp, authorize_url(rp, state=state, **params))
+    reply = first_answer(rp, rp.authorization_url(state=state, **params))
     assert reply.status_code == 302, reply.text[:300]
     assert_no_sign_in(reply)
     location = reply.headers["Location"]
@@ -194,7 +182,7 @@ def test_other_errors_redirect_to_the_client_before_sign_in(rp, params, error):
 def test_missing_pkce_where_required_redirects_before_sign_in(live_server, signing_key):
     public = make_public_client()
     rp = relying_party(live_server.url, public)
-    reply = first_answer(rp, authorize_url(rp))
+    reply = first_answer(rp, rp.authorization_url())
     assert reply.status_code == 302
     assert_no_sign_in(reply)
     answer = query_of(reply.headers["Location"])
@@ -204,7 +192,7 @@ def test_missing_pkce_where_required_redirects_before_sign_in(live_server, signi
 
 def test_a_valid_request_still_asks_to_sign_in(rp):
     verifier = secrets.token_urlsafe(48)
-    reply = first_answer(rp, authorize_url(rp, code_challenge=s256(verifier), code_challenge_method="S256"))
+    reply = first_answer(rp, rp.authorization_url(code_challenge=s256(verifier), code_challenge_method="S256"))
     assert reply.status_code == 302
     assert "/accounts/login/" in reply.headers["Location"]
 
@@ -214,8 +202,8 @@ def test_form_post_response_mode_posts_the_code_to_the_client(rp, alice):
     to the redirect URI, never a redirect carrying them in the URL."""
     verifier = secrets.token_urlsafe(48)
     state = "st-" + secrets.token_hex(4)
-    url = authorize_url(
-        rp, state=state, response_mode="form_post", code_challenge=s256(verifier), code_challenge_method="S256"
+    url = rp.authorization_url(
+        state=state, response_mode="form_post", code_challenge=s256(verifier), code_challenge_method="S256"
     )
     reply = rp.follow(first_answer(rp, url), username=alice.username, password=USER_PASSWORD, consent="allow")
     assert reply.status_code == 200, reply.text[:300]
@@ -232,7 +220,7 @@ def test_form_post_response_mode_posts_the_code_to_the_client(rp, alice):
 
 def test_form_post_error_responses_are_posted_too(rp):
     state = "st-" + secrets.token_hex(4)
-    reply = first_answer(rp, authorize_url(rp, state=state, response_mode="form_post", scope="openid bogus"))
+    reply = first_answer(rp, rp.authorization_url(state=state, response_mode="form_post", scope="openid bogus"))
     assert reply.status_code == 200, reply.text[:300]
     action, fields = parse_form(reply.text)
     assert action == REDIRECT_URI

@@ -352,7 +352,7 @@ REST_FRAMEWORK = {
     # Bearer tokens from this provider, in the Authorization header only (RFC 6750 §2.1): never in a
     # query string, where they end up in logs, nor in a form body.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "apikeys.authentication.ApiKeyAuthentication",
+        "idp.api.authentication.ApiKeyAuthentication",
         "idp.api.authentication.BearerAuthentication",
     ],
     # Each view names the permission it needs (accounts.permissions.HasPermission); a view that

@@ -1,4 +1,5 @@
-"""How the management API recognises its callers: bearer tokens issued by this provider."""
+"""How the management API recognises its callers: bearer tokens issued by this provider, and API
+keys (apikeys.authentication) whose own rate-limit bucket is spent as they verify."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework.request import Request
 
 from accounts.credentials import authorization_parse
+from apikeys import authentication as apikeys_authentication
+from idp.http import ratelimit
 
 
 class BearerAuthentication(OAuth2Authentication):
@@ -34,4 +37,15 @@ class BearerAuthentication(OAuth2Authentication):
             # RFC 6750 §3.1: a token was presented and is not valid (unknown, expired, revoked).
             # DOT's own attribute (its authenticate_header reads it), which HttpRequest does not declare.
             django_request.oauth2_error = {"error": "invalid_token"}  # type: ignore[attr-defined]
+        return authenticated
+
+
+class ApiKeyAuthentication(apikeys_authentication.ApiKeyAuthentication):
+    """apikeys' check, and the key's own bucket (idp.http.ratelimit, api.key) spent once it
+    verified: over its limit the request is a 429 before any view code runs."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        authenticated = super().authenticate(request)
+        if authenticated is not None:
+            ratelimit.api_key_verified(public_id=authenticated[1].key.public_id)
         return authenticated

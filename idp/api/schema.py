@@ -68,7 +68,7 @@ class BearerScheme(OpenApiAuthenticationExtension):
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "apikeys.authentication.ApiKeyAuthentication"
+    target_class = "idp.api.authentication.ApiKeyAuthentication"
     name = "apiKey"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddl
 
 from idp.http.errors import error_body_ensure
 from idp.http.policy import endpoint_of
-from idp.http.ratelimit import rate_limited
+from idp.http.ratelimit import RateLimited, rate_limited, too_many_requests
 
 
 def _bad_request(description: str) -> JsonResponse:
@@ -82,6 +82,12 @@ class RateLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return rate_limited(request, self.get_response)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A caller that proved who it is while the view ran, with its own bucket used up."""
+        if isinstance(exception, RateLimited):
+            return too_many_requests(exception.refusal)
+        return None
 
 
 class SecurityMiddleware(DjangoSecurityMiddleware):

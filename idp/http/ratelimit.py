@@ -3,14 +3,15 @@ key, with limits' moving (sliding) window, counters in Redis so every process sh
 
 Nobody spends a bucket that is not theirs. Every request counts against its source address
 before the view runs. A client's (or an API key's) own bucket counts only requests that proved
-they are that client (authenticated with its secret) or that key (it verified), after the view:
-anyone can name a client_id or a key's public id, so a request merely naming one must not use up
-its owner's allowance. A failed attempt counts against the pair of what it named and the address
-it came from (`<group>.client_failures`, `api.key_failures`), so guessing at a client's secret
-throttles the guesser alone. Before the view, a request naming a client or key whose own bucket,
-or whose failures from this address, are used up is refused; a request can only fill those
-buckets by proving itself, or from its own address. Public clients have no bucket of their own:
-they have no secret, and one public client is many devices.
+they are that client (authenticated with its secret) or that key (it verified), at the moment they
+prove it, and one over the limit is refused then with nothing done (RateLimited, answered by
+RateLimitMiddleware; ApiRateLimited, answered by DRF). Anyone can name a client_id or a key's public
+id, so a request merely naming one must not use up its owner's allowance. A failed attempt counts
+against the pair of what it named and the address it came from (`<group>.client_failures`,
+`api.key_failures`), so guessing at a client's secret throttles the guesser alone; before the
+view, a request whose failures from this address are used up is refused, whether its guess is
+right or not. Public clients have no bucket of their own: they have no secret, and one public
+client is many devices.
 
 The limits are settings.IDP_RATE_LIMITS; the storage is settings.IDP_RATE_LIMIT_STORAGE_URL.
 """
@@ -62,25 +63,13 @@ _CLIENT_GROUPS = frozenset({"token", "introspect", "revoke"})
 class _Proofs:
     """What this request proved about its caller while it ran (set by the validator)."""
 
+    group: str
     client_id: str | None = None  # the confidential client that authenticated with its secret
     client_failed: bool = False  # a client authentication that failed
+    key_id: str | None = None  # the public id of the API key that verified
 
 
 _proofs: ContextVar[_Proofs | None] = ContextVar("idp_rate_limit_proofs", default=None)
-
-
-def client_authenticated(*, client_id: str) -> None:
-    """The request proved it is this confidential client (idp.oauth.validator)."""
-    proofs = _proofs.get()
-    if proofs is not None:
-        proofs.client_id = client_id
-
-
-def client_authentication_failed() -> None:
-    """The request's client authentication failed (idp.oauth.validator)."""
-    proofs = _proofs.get()
-    if proofs is not None:
-        proofs.client_failed = True
 
 
 @dataclass(frozen=True)
@@ -89,6 +78,44 @@ class Refusal:
 
     rule: str
     retry_after_seconds: int
+
+
+class RateLimited(Exception):  # noqa: N818 - a refusal, not a fault
+    """Raised where a request proves who it is and that caller's own bucket is used up; the
+    middleware answers 429 (RateLimitMiddleware.process_exception), nothing is written."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.rule)
+        self.refusal = refusal
+
+
+def client_authenticated(*, client_id: str) -> None:
+    """The request proved it is this confidential client (idp.oauth.validator): it spends one from
+    the client's own bucket, once per request, and is refused (RateLimited) when that is used up."""
+    proofs = _proofs.get()
+    if proofs is None or proofs.group not in _CLIENT_GROUPS or proofs.client_id is not None:
+        return
+    proofs.client_id = client_id
+    if refusal := _hit(f"{proofs.group}.client", _digest(client_id)):
+        raise RateLimited(refusal)
+
+
+def api_key_verified(*, public_id: str) -> None:
+    """The request's API key verified (idp.api.authentication): it spends one from the key's own
+    bucket, once per request, and is refused (ApiRateLimited, a DRF 429) when that is used up."""
+    proofs = _proofs.get()
+    if proofs is None or proofs.group != "api" or proofs.key_id is not None:
+        return
+    proofs.key_id = public_id
+    if refusal := _hit("api.key", public_id):
+        raise ApiRateLimited(refusal.retry_after_seconds)
+
+
+def client_authentication_failed() -> None:
+    """The request's client authentication failed (idp.oauth.validator)."""
+    proofs = _proofs.get()
+    if proofs is not None:
+        proofs.client_failed = True
 
 
 def _digest(value: str) -> str:
@@ -127,42 +154,34 @@ def _pair(name: str, ip: str) -> str:
 
 
 def _before(request: HttpRequest, group: str) -> Refusal | None:
-    """Before the view: the address (and the signed-in user) are counted; the buckets of the
-    client or key the request names are only looked at."""
+    """Before the view: the address (and the signed-in user) are counted; the failures from this
+    address of the client or key the request names are only looked at."""
     ip = client_ip(request)
-    kinds = {name.partition(".")[2] for name in settings.IDP_RATE_LIMITS if name.startswith(f"{group}.")}
     if ip and (refusal := _hit(f"{group}.ip", ip)):
         return refusal
-    if "user" in kinds and group != "api" and (user_id := _session_user_id(request)):
+    if group != "api" and f"{group}.user" in settings.IDP_RATE_LIMITS and (user_id := _session_user_id(request)):
         if refusal := _hit(f"{group}.user", user_id):
             return refusal
-    if group in _CLIENT_GROUPS and (client_id := _client_id(request)):
-        if refusal := _full(f"{group}.client", _digest(client_id)):
+    if group in _CLIENT_GROUPS and ip and (client_id := _client_id(request)):
+        if refusal := _full(f"{group}.client_failures", _pair(client_id, ip)):
             return refusal
-        if ip and (refusal := _full(f"{group}.client_failures", _pair(client_id, ip))):
-            return refusal
-    if group == "api" and (public_id := _api_key_public_id(request)):
-        if refusal := _full("api.key", public_id):
-            return refusal
-        if ip and (refusal := _full("api.key_failures", _pair(public_id, ip))):
+    if group == "api" and ip and (public_id := _api_key_public_id(request)):
+        if refusal := _full("api.key_failures", _pair(public_id, ip)):
             return refusal
     return None
 
 
 def _after(request: HttpRequest, group: str, proofs: _Proofs, response: HttpResponse) -> None:
-    """After the view: a proven client or key spends its own bucket; a failed attempt spends the
-    bucket of its (name, address) pair."""
+    """After the view: a failed attempt spends the bucket of its (name, address) pair (a proven
+    client or key spent its own bucket when it proved itself)."""
     ip = client_ip(request)
+    if not ip:
+        return
     if group in _CLIENT_GROUPS:
-        if proofs.client_id is not None:
-            _hit(f"{group}.client", _digest(proofs.client_id))
-        elif proofs.client_failed and ip and (client_id := _client_id(request)):
+        if proofs.client_id is None and proofs.client_failed and (client_id := _client_id(request)):
             _hit(f"{group}.client_failures", _pair(client_id, ip))
-    elif group == "api" and (public_id := _api_key_public_id(request)):
-        verified = getattr(getattr(request, "auth", None), "key", None)  # set by DRF (apikeys.authentication)
-        if verified is not None and getattr(verified, "public_id", None) == public_id:
-            _hit("api.key", public_id)
-        elif response.status_code == 401 and ip:
+    elif group == "api" and proofs.key_id is None and response.status_code == 401:
+        if public_id := _api_key_public_id(request):
             _hit("api.key_failures", _pair(public_id, ip))
 
 
@@ -175,7 +194,7 @@ def rate_limited(request: HttpRequest, view: Callable[[HttpRequest], HttpRespons
     refusal = _before(request, group)
     if refusal is not None:
         return too_many_requests(refusal)
-    proofs = _Proofs()
+    proofs = _Proofs(group=group)
     token = _proofs.set(proofs)
     try:
         response = view(request)
@@ -209,13 +228,23 @@ def _full(rule: str, identity: str) -> Refusal | None:
     return _window(rule, identity, spend=False)
 
 
+@cache
+def _item(spec: str) -> limits.RateLimitItem:
+    return limits.parse(spec)
+
+
+@cache
+def _limiter(url: str) -> MovingWindowRateLimiter:
+    return MovingWindowRateLimiter(_storage(url))
+
+
 def _window(rule: str, identity: str, *, spend: bool) -> Refusal | None:
     spec = settings.IDP_RATE_LIMITS.get(rule)
     if not spec:
         return None
-    item = limits.parse(spec)
+    item = _item(spec)
     try:
-        limiter = MovingWindowRateLimiter(_storage(settings.IDP_RATE_LIMIT_STORAGE_URL))
+        limiter = _limiter(settings.IDP_RATE_LIMIT_STORAGE_URL)
         allowed = limiter.hit(item, rule, identity) if spend else limiter.test(item, rule, identity)
         if allowed:
             return None

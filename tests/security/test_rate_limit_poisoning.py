@@ -74,18 +74,37 @@ def test_failed_attempts_are_limited_per_client_and_address(live_server, limits,
     answers = [token_request(live_server, client_id, "wrong", ATTACKER).status_code for _ in range(5)]
     assert answers[:3] == [401, 401, 401]
     assert answers[3:] == [429, 429]
+    # A right guess from the guesser's address is refused as well: 429 never tells right from wrong.
+    assert token_request(live_server, client_id, machine.client_secret, ATTACKER).status_code == 429
     # The real client, from its own address, is untouched.
     assert token_request(live_server, client_id, machine.client_secret, VICTIM).status_code == 200
 
 
-def test_the_client_bucket_still_limits_the_authenticated_client(live_server, limits, machine):
-    limits["token.client"] = "2/minute"
-    client_id = machine.application.client_id
-    assert token_request(live_server, client_id, machine.client_secret, VICTIM).status_code == 200
-    assert token_request(live_server, client_id, machine.client_secret, VICTIM).status_code == 200
-    third = token_request(live_server, client_id, machine.client_secret, "192.0.2.44")
+@pytest.mark.parametrize("endpoint", ["token", "introspect", "revoke"])
+def test_the_client_bucket_still_limits_the_authenticated_client(live_server, limits, machine, endpoint):
+    """A proven client spends its own bucket when it authenticates, and over it gets 429 with
+    Retry-After from any address, with nothing issued or recorded."""
+    from audit.models import AuditEvent
+    from idp.models import AccessToken
+
+    limits[f"{endpoint}.client"] = "2/minute"
+    machine.application.is_resource_server = True  # introspection answers resource servers only
+    machine.application.save(update_fields=["is_resource_server"])
+    path = {"token": "/oauth/token/", "introspect": "/oauth/introspect/", "revoke": "/oauth/revoke/"}[endpoint]
+    data = {"grant_type": "client_credentials", "scope": "profile"} if endpoint == "token" else {"token": "x" * 30}
+    auth = (machine.application.client_id, machine.client_secret)
+
+    def send(address: str) -> requests.Response:
+        return requests.post(live_server.url + path, data=data, auth=auth, headers=from_address(address), timeout=10)
+
+    assert send(VICTIM).status_code == 200
+    assert send(VICTIM).status_code == 200
+    tokens, events = AccessToken.objects.count(), AuditEvent.objects.count()
+    third = send("192.0.2.44")
     assert third.status_code == 429
     assert int(third.headers["Retry-After"]) > 0
+    assert third.json()["error"] == "rate_limited"
+    assert (AccessToken.objects.count(), AuditEvent.objects.count()) == (tokens, events)
 
 
 def test_authorization_requests_naming_a_client_do_not_throttle_its_users(live_server, limits, signing_key):

@@ -102,9 +102,12 @@ class Target:
         return cls(obj._meta.label_lower, str(obj.pk))
 
 
-# The key of the PostgreSQL advisory lock that keeps the chain linear: one writer at a time reads
-# the head and appends, until its transaction ends.
+# The key of the advisory lock that once serialised every append (accounts migrations 0005 and
+# 0006 still take it, as written then). Appends no longer lock anything: see seal().
 CHAIN_LOCK = 0x1D9A0D17
+# The key of the advisory lock one sealer holds while it links events into the chain.
+SEAL_LOCK = 0x1D9A5EA1
+SEAL_BATCH = 1000
 
 
 def record(
@@ -116,52 +119,63 @@ def record(
     outcome: str = "success",
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event to the chain. Call it inside the transaction of the change it describes:
-    the event commits or rolls back with it.
+    """Insert one event. Call it inside the transaction of the change it describes: the event
+    commits or rolls back with it.
 
     ``data`` must never hold a secret (token, code, client secret, API key, password): ids, not
-    values. On PostgreSQL a transaction-level advisory lock serialises appends, so the chain stays
-    linear under concurrent writers (the lock is held until the caller's transaction ends).
+    values. One INSERT, no lock and no read of the chain: concurrent writers never wait for each
+    other here. The event joins the hash chain when ``seal`` links it, about a second after its
+    transaction commits; until then the database refuses any change to it but that seal.
     """
     import json
 
     from django.core.serializers.json import DjangoJSONEncoder
-    from django.db import connection, transaction
     from django.utils import timezone
 
-    from audit import chain, context
+    from audit import context
     from audit.models import AuditEvent  # as django.contrib.auth.get_user does: no model import at app load
 
     request = context.current()
     # What the database gives back must hash the same: plain JSON values only.
     payload = json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder))
-    # No savepoint: inside the caller's transaction (the usual case) a failed append must roll the
-    # whole change back anyway, and a savepoint would cost two more round trips per event.
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
-        previous = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or chain.GENESIS
-        event = AuditEvent(
-            created_at=timezone.now(),
-            action=str(action),
-            actor_type=actor.type,
-            actor_id=actor.id,
-            target_type=target.type if target else "",
-            target_id=target.id if target else "",
-            client_id=client_id,
-            outcome=outcome,
-            source_ip=request.source_ip or "",
-            user_agent=request.user_agent,
-            request_id=request.request_id,
-            data=payload,
-        )
-        event.hash = chain.link(previous, event.as_chain_event())
-        event.save()
+    AuditEvent(
+        created_at=timezone.now(),
+        action=str(action),
+        actor_type=actor.type,
+        actor_id=actor.id,
+        target_type=target.type if target else "",
+        target_id=target.id if target else "",
+        client_id=client_id,
+        outcome=outcome,
+        source_ip=request.source_ip or "",
+        user_agent=request.user_agent,
+        request_id=request.request_id,
+        data=payload,
+    ).save()
+
+
+def seal(*, batch: int = SEAL_BATCH) -> int:
+    """Link the committed events that are not yet in the chain, oldest id first, after its head;
+    returns how many were sealed. Runs until none is left (one transaction per batch).
+
+    One sealer at a time: on PostgreSQL a second caller finds the seal lock taken and returns 0 at
+    once, so beat may start it while another still runs. The queue is every unsealed row, not the
+    ids after the last sealed one: an event whose transaction committed late (with a lower id than
+    events already sealed) is sealed by the next pass, at a later position, never skipped.
+    """
+    from audit import sealing
+
+    sealed = 0
+    while True:
+        count = sealing.seal_batch(lock_key=SEAL_LOCK, batch=batch)
+        sealed += max(count, 0)
+        if count < batch:  # the queue is empty, or another sealer holds the lock (-1)
+            return sealed
 
 
 # Checkpoints: idp signs the head (this app knows no JOSE) and stores the result through these.
 from audit.checkpoints import ChainHead, chain_head, checkpoint_latest, checkpoint_store, export_records  # noqa: E402
+from audit.sealing import unsealed  # noqa: E402
 
 __all__ = [
     "Action",
@@ -173,4 +187,6 @@ __all__ = [
     "checkpoint_store",
     "export_records",
     "record",
+    "seal",
+    "unsealed",
 ]

@@ -33,6 +33,7 @@ FIELDS = (
     "user_agent",
     "request_id",
     "details",
+    "position",
     "hash",
 )
 SEARCHED = ("actor_id", "target_id", "client_id", "request_id", "action")

@@ -31,17 +31,17 @@ class ChainHead:
 
 
 def chain_head() -> ChainHead:
-    """The chain's length, last hash and last event id, consistent with each other without
-    taking the chain lock: record() allocates ids under that lock and commits before releasing
-    it, so once an event is visible every event before it in the chain is too, and the events
-    with an id up to the last one are exactly the chain up to it."""
+    """The sealed chain's length, last hash and last event id: the event at the highest position
+    (positions run from 1 without gaps, so that position is the length). Unsealed events are not
+    in the chain yet."""
     from audit.models import AuditEvent
 
-    last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+    sealed = AuditEvent.objects.filter(position__isnull=False)
+    last = sealed.order_by("-position").values_list("position", "hash", "id").first()
     if last is None:
         return ChainHead(count=0, head=chain.GENESIS, last_event_id=None)
-    last_id, head = last
-    return ChainHead(count=AuditEvent.objects.filter(id__lte=last_id).count(), head=head, last_event_id=last_id)
+    position, head, last_id = last
+    return ChainHead(count=position, head=head, last_event_id=last_id)
 
 
 def checkpoint_latest() -> AuditCheckpoint | None:
@@ -72,27 +72,27 @@ def checkpoint_store(*, head: ChainHead, jws: str, kid: str, created_at: datetim
 
 
 def export_records(*, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """The export, record by record, in chain order (see audit.chain): a header, the events from
-    the first one recorded at or after `since` (all when None), and each checkpoint right after
-    the event it covers. Streams both tables with server-side cursors (memory O(1))."""
+    """The export, record by record, in chain order (see audit.chain): a header, the sealed events
+    from the first one recorded at or after `since` (all when None), and each checkpoint right
+    after the event it covers. Streams both tables with server-side cursors (memory O(1)). Events
+    not yet sealed are not in the chain and not in the export."""
     from audit.models import AuditCheckpoint, AuditEvent
 
     # Checkpoints that exist now sign only events that are committed now, so the events cursor
     # opened after this read holds every event they cover; later checkpoints are left out.
     checkpoint_bound = AuditCheckpoint.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    events = AuditEvent.objects.order_by("id")
+    events = AuditEvent.objects.filter(position__isnull=False).order_by("position")
     position, previous = 0, None
     if since is not None:
-        first_id = events.filter(created_at__gte=since).values_list("id", flat=True).first()
-        if first_id is None:  # nothing recorded since: the export is the head and its checkpoints
+        first = events.filter(created_at__gte=since).values_list("position", flat=True).first()
+        if first is None:  # nothing recorded since: the export is the head and its checkpoints
             head = chain_head()
             position, events = head.count, events.none()
             previous = (head.last_event_id, head.head) if head.last_event_id is not None else None
         else:
-            before = events.filter(id__lt=first_id)
-            position = before.count()
-            previous = before.order_by("-id").values_list("id", "hash").first()
-            events = events.filter(id__gte=first_id)
+            position = first - 1
+            previous = events.filter(position=position).values_list("id", "hash").first()
+            events = events.filter(position__gte=first)
     yield {
         "type": "header",
         "format": chain.EXPORT_FORMAT,

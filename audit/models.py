@@ -19,9 +19,11 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One append-only audit event, linked to the one before it by `hash` (audit.chain). Written
-    only through ``audit.record``; the model refuses updates and deletes, and on PostgreSQL so does
-    a trigger (migration 0002)."""
+    """One append-only audit event. ``audit.record`` inserts it unsealed (no `position`, no
+    `hash`) in the transaction of the change it describes; ``audit.seal`` later gives it its place
+    in the chain, linked to the event before it by `hash` (audit.chain). The model refuses updates
+    and deletes; on PostgreSQL a trigger (migration 0005) refuses every change but that one seal.
+    """
 
     created_at = models.DateTimeField(db_index=True)
     action = models.CharField(max_length=64, db_index=True)
@@ -37,13 +39,18 @@ class AuditEvent(models.Model):
     user_agent = models.CharField(max_length=512, blank=True, default="")
     request_id = models.CharField(max_length=64, blank=True, default="")
     data = models.JSONField(default=dict)
-    hash = models.CharField(max_length=64, unique=True)
+    # Set once, together, by the sealer: the event's place in the chain (1-based, no gaps) and the
+    # hash linking it to the event at position - 1. Null while the event waits to be sealed.
+    position = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
         indexes = [
+            # The sealer's queue: the unsealed events in id order, small however long the chain.
+            models.Index(fields=["id"], condition=models.Q(position__isnull=True), name="audit_event_unsealed"),
             models.Index(fields=["actor_type", "actor_id"], name="audit_event_actor"),
             # Counts of one kind of event over a time range (the activity overview's hourly
             # series, the latest alerts): one index range scan per action, never the whole table.

@@ -14,9 +14,17 @@ def clear_expired_tokens() -> int:
     return tokens_clear_expired(now=timezone.now())
 
 
+@shared_task(ignore_result=True, soft_time_limit=30)
+def seal_audit_chain() -> int:
+    """Link the committed audit events into the hash chain (beat: every second); returns how
+    many. Safe when two run at once: the second finds the seal lock taken and returns 0."""
+    return audit.seal()
+
+
 @shared_task(acks_late=True, soft_time_limit=60)
 def checkpoint_audit_chain() -> int | None:
-    """Sign the audit chain's head; returns the number of events it covers (None: empty chain)."""
+    """Seal what is committed, then sign the audit chain's head; returns the number of events it
+    covers (None: empty chain)."""
     checkpoint = audit_checkpoint_create(now=timezone.now())
     return checkpoint.event_count if checkpoint is not None else None
 

@@ -106,9 +106,15 @@ class AuditEventListApi(GenericAPIView):
         # The serializer's metaclass takes declared fields out of the class, so this one does not
         # shadow Serializer.data at runtime; to the stubs it does.
         data = serializers.DictField(help_text="Details: identifiers and names, never a secret.")  # type: ignore[assignment]
+        position = serializers.IntegerField(
+            allow_null=True,
+            help_text="The event's place in the tamper-evident chain (1-based, no gaps); null for about a "
+            "second after it is recorded, until the sealer links it.",
+        )
         hash = serializers.CharField(
-            help_text="SHA-256 (hex) of the previous event's hash and this event's fields: the tamper-evident "
-            "chain that manage.py verify_audit checks."
+            allow_null=True,
+            help_text="SHA-256 (hex) of the hash at the position before and this event's fields: the "
+            "tamper-evident chain that manage.py verify_audit checks. Null until the event is sealed.",
         )
 
         @extend_schema_field(AuditPartyOutput)

@@ -28,9 +28,11 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def audit_checkpoint_create(*, now: datetime) -> AuditCheckpoint | None:
-    """Sign the audit chain's head with the active signing key and store it. Safe to run twice:
-    an unchanged head is not signed again (the existing checkpoint is returned). Records no audit
-    event, which would move the head it signs. None while the chain is empty."""
+    """Seal what is committed, then sign the audit chain's head with the active signing key and
+    store it. Safe to run twice: an unchanged head is not signed again (the existing checkpoint is
+    returned). Records no audit event, which would move the head it signs. None while the chain is
+    empty."""
+    audit.seal()
     head = audit.chain_head()
     if head.last_event_id is None:
         return None

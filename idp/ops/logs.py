@@ -191,6 +191,22 @@ _SHARED_PROCESSORS: list[Any] = [
 ]
 
 
+# Tasks beat runs every few seconds: their routine lines (sent, received, succeeded) would be most
+# of a worker's log. Their warnings and errors, and every other task's lines, are kept.
+ROUTINE_TASKS = ("idp.tasks.seal_audit_chain", "seal-audit-chain")
+_ROUTINE_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy")
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Drops INFO and below from Celery about the tasks in ROUTINE_TASKS."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith(_ROUTINE_LOGGERS):
+            return True
+        message = record.getMessage()
+        return not any(task in message for task in ROUTINE_TASKS)
+
+
 def json_formatter() -> logging.Formatter:
     """The formatter of settings.LOGGING's handler: one JSON object per record, a traceback
     rendered into its "exception" field."""

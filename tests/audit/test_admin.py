@@ -55,6 +55,7 @@ def events(db, client, settings) -> dict[str, AuditEvent]:
         headers={"X-Request-ID": "req-admin-search", "User-Agent": "probe/2.0"},
         HTTP_X_FORWARDED_FOR=fresh_address(),  # a fresh one: no brute-force alert
     )
+    audit.seal()
     return {
         "revoked": AuditEvent.objects.get(action="apikey.revoked", target_id="k-admin"),
         "issued": AuditEvent.objects.filter(action="token.issued", client_id="client-admin").get(),
@@ -197,6 +198,7 @@ def test_an_event_opens_read_only_with_every_field_and_its_data_as_escaped_json(
 
     assert reply.status_code == 200
     page = reply.content.decode()
+    assert event.hash is not None
     for value in (event.hash, "k-admin", "client-admin", "apikey.revoked", "user", "41"):
         assert value in page
     assert "<pre>{\n  &quot;nested&quot;: {\n    &quot;a&quot;: [\n      1,\n      &quot;é&quot;" in page

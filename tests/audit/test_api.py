@@ -114,6 +114,7 @@ def record_events() -> dict[str, Any]:
     record(audit.Action.LOGIN_FAILED, actor=audit.Actor.anonymous(), outcome="failure", data={"account": "unknown"})
     record(audit.Action.TOKEN_ISSUED, actor=audit.Actor("client", "client-one"), client_id="client-one")
     record(audit.Action.ALERT_BRUTEFORCE, actor=audit.Actor.system("bruteforce-watch"), outcome="alert")
+    audit.seal()
     return {"user": user}
 
 
@@ -203,7 +204,8 @@ def test_the_migration_gives_idp_admin_audit_read_once_and_keeps_the_chain(db):
         ("role.updated", "migration accounts.0005"),
     ]
     assert recorded[1].data == {"name": "idp-admin", "added": [AUDIT_READ], "removed": []}
-    *_, state = chain.walk(event.as_chain_event() for event in AuditEvent.objects.order_by("id"))
+    audit.seal()
+    *_, state = chain.walk(event.as_chain_event() for event in AuditEvent.objects.order_by("position"))
     assert state.broken is None
     assert state.count == AuditEvent.objects.count()
 
@@ -229,8 +231,10 @@ def test_each_event_is_answered_with_every_recorded_field(client, reader):
         "user_agent": "",
         "request_id": "",
         "data": {"reason": "leaked"},
+        "position": event.position,
         "hash": event.hash,
     }
+    assert event.hash is not None
 
 
 def test_the_answer_holds_what_a_reader_needs_to_check_the_chain(client, reader):

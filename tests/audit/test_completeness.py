@@ -307,7 +307,8 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     assert Role.objects.get(pk=reports.pk).description == "Monthly reports"
 
     # --- the whole trail: the chain holds, and no secret is anywhere in it -----------------------
-    events = [event.as_chain_event() for event in AuditEvent.objects.order_by("id")]
+    audit.seal()
+    events = [event.as_chain_event() for event in AuditEvent.objects.order_by("position")]
     *_, last = chain.walk(events)
     assert last.broken is None and last.count == len(events)
     recorded = json.dumps(events)

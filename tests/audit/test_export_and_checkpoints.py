@@ -21,7 +21,7 @@ from audit import chain
 from audit.models import AuditCheckpoint, AuditEvent
 from idp.keys.checkpoints import CHECKPOINT_TYP, audit_checkpoint_create
 from idp.keys.signing import signing_keys_published
-from idp.tasks import checkpoint_audit_chain
+from idp.tasks import checkpoint_audit_chain, seal_audit_chain
 
 FIRST_EVENTS = 4
 LATER_EVENTS = 3
@@ -58,6 +58,7 @@ def chain_with_checkpoints(signing_key) -> list[AuditCheckpoint]:
         record(FIRST_EVENTS + number)
     second = audit_checkpoint_create(now=timezone.now())
     record(99)
+    audit.seal()  # sealed, not signed
     return [first, second]
 
 
@@ -152,6 +153,28 @@ def test_the_checkpoint_task_is_a_beat_row_every_15_minutes(db):
     assert row.task == checkpoint_audit_chain.name
     assert row.enabled is True
     assert (row.interval.every, row.interval.period) == (15, "minutes")
+
+
+def test_the_sealer_is_a_beat_row_every_second_whose_stale_messages_expire(db):
+    row = PeriodicTask.objects.select_related("interval").get(name="seal-audit-chain")
+    assert row.task == seal_audit_chain.name
+    assert row.enabled is True
+    assert (row.interval.every, row.interval.period) == (1, "seconds")
+    assert row.expire_seconds == 10
+
+
+def test_the_seal_task_and_command_seal_what_is_committed(db):
+    audit.seal()  # whatever an earlier test left
+    record(1)
+    assert seal_audit_chain() == 1
+    record(2)
+    record(3)
+    out = StringIO()
+    call_command("seal_audit", stdout=out)
+    assert out.getvalue() == "sealed 2 events\n"
+    assert not AuditEvent.objects.filter(position__isnull=True).exists()
+    with pytest.raises(CommandError, match="--every must be between"):
+        call_command("seal_audit", "--every", "0", stdout=StringIO())
 
 
 def test_verify_audit_checks_the_database_chain_and_its_checkpoints(chain_with_checkpoints):

@@ -382,3 +382,24 @@ def test_a_secret_shaped_value_is_masked_in_any_line(server_log):
 def test_libraries_that_log_secrets_at_debug_stay_above_it(server_log, logger):
     assert logging.getLogger().isEnabledFor(logging.DEBUG)  # as with IDP_LOG_LEVEL=DEBUG
     assert not logging.getLogger(logger).isEnabledFor(logging.DEBUG)
+
+
+def test_the_sealers_routine_lines_are_left_out_and_its_failures_kept(server_log):
+    """Beat sends the audit sealer every second: its sent, received and succeeded lines would be
+    most of the log. Another task's lines, and the sealer's warnings and errors, are written."""
+    beat, trace = logging.getLogger("celery.beat"), logging.getLogger("celery.app.trace")
+    beat.info("Scheduler: Sending due task %s (%s)", "seal-audit-chain", "idp.tasks.seal_audit_chain")
+    trace.info(
+        "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s",
+        {"name": "idp.tasks.seal_audit_chain", "id": "1", "runtime": 0.01, "return_value": 3},
+    )
+    beat.info("Scheduler: Sending due task %s (%s)", "rotate-due-apikeys", "apikeys.tasks.rotate_due_apikeys")
+    trace.error(
+        "Task %(name)s[%(id)s] raised unexpected: %(exc)s",
+        {"name": "idp.tasks.seal_audit_chain", "id": "2", "exc": "OperationalError"},
+    )
+
+    assert [entry["event"] for entry in server_log.entries()] == [
+        "Scheduler: Sending due task rotate-due-apikeys (apikeys.tasks.rotate_due_apikeys)",
+        "Task idp.tasks.seal_audit_chain[2] raised unexpected: OperationalError",
+    ]

@@ -15,7 +15,8 @@ One JSON object per line, in chain order (the format is audit.chain's, "idp-audi
   trusted: it verifies against the provider's published JWKS. Checkpoints at or after the
   export's start are included, so one at ``position`` vouches for ``prev_hash``.
 
-Streams from the database (memory O(1)).
+Seals what is committed first (the sealer's own pass, audit.seal), so the export holds every event
+committed before it started; streams from the database (memory O(1)).
 """
 
 from __future__ import annotations
@@ -55,5 +56,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = _instant(options["since"]) if options["since"] is not None else None
+        audit.seal()
         for record in audit.export_records(since=since):
             self.stdout.write(json.dumps(record, separators=(",", ":")))

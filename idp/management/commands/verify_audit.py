@@ -1,13 +1,14 @@
 """``python manage.py verify_audit [--file EXPORT.jsonl] [--jwks JWKS.json|URL]``: check the
 audit chain in one pass (time O(n), memory O(1)) and name its first broken link.
 
-Without --file it reads the database: every event in id order, and every stored checkpoint, whose
+Without --file it reads the database: every sealed event in chain order, and every stored checkpoint, whose
 JWS must verify against the published keys (this provider's JWKS, or --jwks) and sign the hash the
 chain really has at that length. A checkpoint counting more events than the chain holds reveals
 deleted rows or a truncated table. With --file it checks an export_audit file the same way,
 offline: the checkpoints verify against --jwks (a file, or the provider's JWKS URL).
 
-Prints "ok: N events, head <hash>" and exits 0, or exits non-zero naming the break.
+Prints "ok: N events, head <hash>" and exits 0, or exits non-zero naming the break. Events recorded
+but not yet sealed by the sealer (audit.sealing, every second) are counted on a line of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 from jwcrypto import jwk
 
 import audit
@@ -27,6 +29,8 @@ from audit import chain
 from idp.keys.checkpoints import audit_checkpoint_verify, jwks_parse, jwks_published
 
 JWKS_FETCH_TIMEOUT_SECONDS = 10
+# The sealer runs every second: events older than this waiting for it mean it does not run.
+UNSEALED_WARNING_SECONDS = 60
 
 
 def _jwks(source: str) -> jwk.JWKSet:
@@ -76,6 +80,14 @@ class Command(BaseCommand):
             self.stdout.write(f"{state.checkpoints} checkpoints verified, the latest after event {state.signed_count}")
             if state.count > state.signed_count:
                 self.stdout.write(f"{state.count - state.signed_count} events after it are not yet signed")
+        if options["file"] is None:
+            waiting, oldest = audit.unsealed()
+            if waiting:
+                age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
+                self.stdout.write(
+                    f"{waiting} events recorded but not yet sealed into the chain, the oldest {age:.0f} s ago"
+                    + ("" if age < UNSEALED_WARNING_SECONDS else ": is the sealer running (Celery beat and a worker)?")
+                )
         if state.withdrawn:
             self.stdout.write(
                 f"{state.withdrawn} earlier checkpoints are signed by keys since withdrawn from the JWKS; "

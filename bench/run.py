@@ -35,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ class Row:
     floor: str | None = None
     target: float | None = None  # at least this fraction of the floor, at 32 connections
     check: Callable[[dict[str, Any]], bool] = lambda answer: True
+    writes: bool = False  # issues tokens: pg_locks is sampled while it runs
 
 
 @dataclass
@@ -127,6 +129,18 @@ class Result:
     def other_cpu(self) -> float:
         return max(run["other_cpu"] for run in self.runs)
 
+    @property
+    def lock_samples(self) -> int:
+        return sum(run.get("lock_samples", 0) for run in self.runs)
+
+    @property
+    def lock_waits(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for run in self.runs:
+            for kind, count in run.get("lock_waits", {}).items():
+                total[kind] = total.get(kind, 0) + count
+        return total
+
 
 def rows(seed: dict[str, Any]) -> list[Row]:
     web = seed["clients"]["web"]
@@ -154,6 +168,7 @@ def rows(seed: dict[str, Any]) -> list[Row]:
             floor="floor-db",
             target=0.5,
             check=lambda a: "access_token" in a,
+            writes=True,
         ),
         Row(
             "authorization-code exchange",
@@ -164,8 +179,9 @@ def rows(seed: dict[str, Any]) -> list[Row]:
             creds="codes",
             single_use=True,
             floor="floor-db",
-            target=0.4,
+            target=0.3,
             check=lambda a: "id_token" in a and "refresh_token" in a,
+            writes=True,
         ),
         Row(
             "refresh",
@@ -176,8 +192,9 @@ def rows(seed: dict[str, Any]) -> list[Row]:
             creds="refresh_tokens",
             single_use=True,
             floor="floor-db",
-            target=0.4,
+            target=0.3,
             check=lambda a: "access_token" in a and "refresh_token" in a,
+            writes=True,
         ),
         Row(
             "introspection (opaque token)",
@@ -235,6 +252,7 @@ class Bench:
         self.duration, self.warmup, self.runs, self.large = duration, warmup, runs, large
         self.env = server_env()
         self.server: subprocess.Popen[bytes] | None = None
+        self.sealer: subprocess.Popen[bytes] | None = None
         self.server_log: Any = None
         self.port = 0
         self.command = ""
@@ -319,7 +337,35 @@ class Bench:
             time.sleep(0.2)
         raise HarnessError(f"the server did not answer /healthz within 60 s:\n{tail(WORK / 'server.log')}")
 
+    def start_sealer(self) -> None:
+        """The audit sealer, as production runs it every second (there from Celery beat; here a
+        dedicated loop, the same pass): it runs beside every row, as its lock and writes would."""
+        self.sealer = subprocess.Popen(  # noqa: S603 - the project's own command
+            [PYTHON, "manage.py", "seal_audit", "--every", "1"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.server_log,
+            stderr=self.server_log,
+            start_new_session=True,
+        )
+
+    def audit_state(self) -> str:
+        """verify_audit's verdict on the chain the run built, after a last seal."""
+        step("seal the audit chain", [PYTHON, "manage.py", "seal_audit"], env=self.env)
+        done = subprocess.run(  # noqa: S603
+            [PYTHON, "manage.py", "verify_audit"], cwd=ROOT, env=self.env, capture_output=True, text=True
+        )
+        verdict_line = (done.stdout or done.stderr).strip().splitlines()[:1]
+        return (verdict_line[0] if verdict_line else "no output") + ("" if done.returncode == 0 else " (FAILED)")
+
     def stop_server(self) -> None:
+        if self.sealer is not None and self.sealer.poll() is None:
+            self.sealer.send_signal(signal.SIGINT)
+            try:
+                self.sealer.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.sealer.kill()
+                self.sealer.wait()
         if self.server is not None and self.server.poll() is None:
             self.server.send_signal(signal.SIGTERM)  # gunicorn's graceful shutdown
             try:
@@ -340,7 +386,8 @@ class Bench:
         return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _ppid(entry) == master]
 
     def server_pids(self) -> set[int]:
-        return {self.server.pid, *self.worker_pids()} if self.server is not None else set()
+        pids = {self.server.pid, *self.worker_pids()} if self.server is not None else set()
+        return pids | ({self.sealer.pid} if self.sealer is not None else set())
 
     def worker_rss_kib(self) -> list[tuple[int, int]]:
         """(pid, VmRSS in KiB) of each web worker."""
@@ -419,7 +466,14 @@ class Bench:
             argv += ["-H", f"{name}: {value}"]
         argv.append(f"http://127.0.0.1:{self.port}{row.path}")
         before = CpuSample.take(self.server_pids())
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)  # noqa: S603
+        sampler = LockSampler() if row.writes else None
+        if sampler is not None:
+            sampler.start()
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)  # noqa: S603
+        finally:
+            if sampler is not None:
+                sampler.stop()
         other_cpu = before.others_share(CpuSample.take(self.server_pids()))
         lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
         if done.returncode != 0 or not lines:
@@ -432,6 +486,8 @@ class Bench:
         run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
         run["errors"] = sum(run[kind] for kind in ("connect", "read", "write", "status", "timeout"))
         run["other_cpu"] = other_cpu
+        run["lock_samples"] = sampler.samples if sampler is not None else 0
+        run["lock_waits"] = dict(sampler.waits) if sampler is not None else {}
         self.last_rate[row.name] = max(self.last_rate.get(row.name, 0.0), run["rps"])
         return run
 
@@ -458,6 +514,42 @@ class Bench:
 
 
 # --- Helpers --------------------------------------------------------------------------------------
+class LockSampler:
+    """Polls the benchmark database while a token row runs: each sample counts the backends
+    waiting on a lock, by lock type (advisory, transactionid, tuple, relation, ...). With the audit
+    chain sealed off the request path, no request should wait on another's lock."""
+
+    INTERVAL = 0.01
+    QUERY = (
+        "SELECT coalesce(l.locktype, 'unknown') FROM pg_stat_activity a "
+        "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+        "WHERE a.datname = %s AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()"
+    )
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.waits: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        name = urlsplit(DATABASE_URL).path.lstrip("/")
+        with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+            while not self._stop.is_set():
+                kinds = [kind for (kind,) in connection.execute(self.QUERY, [name]).fetchall()]
+                self.samples += 1
+                for kind in kinds:
+                    self.waits[kind] = self.waits.get(kind, 0) + 1
+                self._stop.wait(self.INTERVAL)
+
+
 @dataclass(frozen=True)
 class CpuSample:
     """CPU time (clock ticks) of the whole machine and of each process, to tell how much of it
@@ -639,6 +731,7 @@ def report(
     table: list[tuple[Row, int, Result]],
     scale: dict[str, tuple[Result, Result]],
     rss: list[tuple[int, int]],
+    audit_verdict: str,
     elapsed: float,
 ) -> str:
     small_label, large_label = count_label(SMALL_SCALE), count_label(bench.large)
@@ -708,6 +801,22 @@ def report(
             f"| {name} | {small.p50_ms:.1f} | {small.p99_ms:.1f} | {large.p50_ms:.1f} | {large.p99_ms:.1f} | "
             f"{p50_ratio:.2f} | {p99_ratio:.2f} | {verdict(p50_ratio <= SCALE_TARGET)} |"
         )
+    out += [
+        "",
+        "Lock waits while tokens were issued: pg_stat_activity and pg_locks of the benchmark's database, "
+        f"sampled every {LockSampler.INTERVAL * 1000:g} ms during each measured run of the rows that write; a "
+        "sample counts each backend then waiting on a lock, by lock type. The audit sealer ran beside every row "
+        "(`manage.py seal_audit --every 1`).",
+        "",
+        "| row | conns | samples | samples × waiting backends | by lock type |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row, conns, result in table:
+        if row.writes:
+            waits = result.lock_waits
+            kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(waits.items())) or "none"
+            out.append(f"| {row.name} | {conns} | {result.lock_samples:,} | {sum(waits.values()):,} | {kinds} |")
+    out += ["", f"Audit chain after the run (`verify_audit`, after a last seal): {audit_verdict}"]
     total = sum(kib for _pid, kib in rss)
     out += [
         "",
@@ -739,6 +848,7 @@ def main() -> int:
         bench.prepare()
         bench.seed_small()
         bench.start_server()
+        bench.start_sealer()
         log(f"server up on 127.0.0.1:{bench.port}: {bench.command}")
         by_name = {row.name: row for row in rows(bench.seed)}
         small: dict[str, Result] = {}
@@ -761,11 +871,13 @@ def main() -> int:
                     f"p99 {result.p99_ms:.1f} ms, {result.errors} errors, other CPU {result.other_cpu:.0%}"
                 )
         rss = bench.worker_rss_kib()
+        audit_verdict = bench.audit_state()
+        log(f"audit chain after the run: {audit_verdict}")
         scale = {
             name: (small[name], next(r for row, c, r in table if row.name == name and c == CONNECTIONS[0]))
             for name in small
         }
-        text = report(bench, table, scale, rss, time.monotonic() - started)
+        text = report(bench, table, scale, rss, audit_verdict, time.monotonic() - started)
     except HarnessError as error:
         print(f"make bench: {error}", file=sys.stderr)
         return 1

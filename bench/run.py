@@ -9,7 +9,10 @@ What it does, in order (docs/performance.md explains the why):
    loopback port; wrk (Lua: bench/lua/bench.lua) sends what the TLS proxy would forward.
 4. Introspection (opaque token, API key) with 1,000 stored; then fillers up to 1,000,000 of each,
    and the single-use codes and refresh tokens; then every row, floors first.
-5. One table to stdout and bench/results/latest.md; the web workers' memory; the server stopped.
+   The audit sealer runs beside it (manage.py seal_audit --every 1); during the rows that issue
+   tokens a thread samples the database's lock waits (pg_stat_activity, pg_locks).
+5. One table to stdout and bench/results/latest.md, the lock waits, verify_audit's verdict on the
+   chain, the web workers' memory; the server and the sealer stopped.
 
 Exit status 0 when the harness ran, whatever the numbers (the table says FAIL); 1 when the harness
 itself failed: a server that does not start, a seeding error, a row whose check request is not 200.

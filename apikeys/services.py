@@ -13,11 +13,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 import audit
 from accounts.models import Role
@@ -33,6 +32,7 @@ from apikeys.selectors import (
     apikeys_ended,
     apikeys_pending_past_grace,
 )
+from apikeys.usage import usage_available, usage_forget, usage_note, usage_pending, usage_time
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 SIGN_IN_ONLY_SCOPES = frozenset({"openid", "offline_access"})
 MIN_ROTATION_INTERVAL = timedelta(hours=1)
 MAX_GRACE_PERIOD = timedelta(days=30)
-# last_used_at is refreshed at most once per key in this many seconds: one cache.add (a Redis SET
-# NX with this timeout) per request instead of a database write per request.
+# Without Redis (the embedded default), last_used_at is written by the request, at most once per key
+# in this many seconds (the in-process cache decides). With Redis, apikeys.usage.
 LAST_USED_RESOLUTION_SECONDS = 60
 # Counted in the process that verified the key (prometheus_client: under gunicorn, its multiprocess
 # files), with no network call; /metrics and the activity overview read it (idp.ops.metrics).
@@ -362,27 +362,54 @@ def _used_marker(key: ApiKey) -> str:
 
 
 def _last_used_claim(key: ApiKey) -> bool:
-    """Whether this use is the one to write last_used_at: the first for the key in its minute, as
-    cache.add decides (set only if absent, with a timeout: one round trip to Redis). Without the
-    cache, no write, with a warning: a key that verified is not refused for want of bookkeeping."""
-    try:
-        return bool(cache.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS))
-    except RedisError:
-        logger.warning("API key last use not recorded: the cache is unavailable", exc_info=True)
-        return False
+    """Without Redis (the embedded default): whether this use is the one to write last_used_at,
+    the first for the key in its minute, as the in-process cache decides."""
+    return bool(cache.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS))
 
 
 def apikey_use(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
-    """Verify a presented key and note its use: counted (APIKEY_USES), and last_used_at written at
-    most once a minute per key (_last_used_claim), never once per request."""
+    """Verify a presented key and note its use: counted (APIKEY_USES, in this process), and its
+    time noted in Redis for apikeys_record_uses to write (apikeys.usage): no database write on the
+    request. Without Redis, last_used_at is written here at most once a minute per key."""
     now = now or timezone.now()
     verified = apikey_verify(presented=presented, now=now)
     if verified is None:
         return None
     APIKEY_USES.inc()
-    if _last_used_claim(verified.key):
+    if usage_available():
+        usage_note(public_id=verified.key.public_id, now=now)
+    elif _last_used_claim(verified.key):
         ApiKey.objects.filter(pk=verified.key.pk).update(last_used_at=now)
     return verified
+
+
+def apikeys_record_uses() -> int:
+    """Write the last uses noted in Redis to last_used_at, in one transaction, never moving it
+    back; then remove the notes written (a use noted meanwhile stays for the next run). Returns how
+    many keys were noted. Safe to run twice at once: both write the same times."""
+    if not usage_available():
+        return 0
+    taken = usage_pending()
+    if not taken:
+        return 0
+    uses = sorted((public_id, usage_time(value)) for public_id, value in taken.items())  # one lock order
+    with transaction.atomic():
+        if connection.vendor == "postgresql":  # one statement for all of them
+            table = connection.ops.quote_name(ApiKey._meta.db_table)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} AS key SET last_used_at = used.at "  # noqa: S608 - the model's own table
+                    "FROM unnest(%s::varchar[], %s::timestamptz[]) AS used(public_id, at) "
+                    "WHERE key.public_id = used.public_id AND (key.last_used_at IS NULL OR key.last_used_at < used.at)",
+                    [[public_id for public_id, _ in uses], [when for _, when in uses]],
+                )
+        else:
+            for public_id, when in uses:
+                ApiKey.objects.filter(public_id=public_id).filter(
+                    Q(last_used_at__isnull=True) | Q(last_used_at__lt=when)
+                ).update(last_used_at=when)
+    usage_forget(taken)
+    return len(taken)
 
 
 def apikey_notify_rotated(*, key_id: int) -> bool:

@@ -6,7 +6,7 @@ from smtplib import SMTPException
 from celery import shared_task
 from django.utils import timezone
 
-from apikeys.services import apikey_notify_rotated, apikeys_end_due, apikeys_rotate_due
+from apikeys.services import apikey_notify_rotated, apikeys_end_due, apikeys_record_uses, apikeys_rotate_due
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-rotation leaves the message unacknowledged,
@@ -21,6 +21,12 @@ def rotate_due_apikeys() -> int:
 @shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=120)
 def end_expired_apikeys() -> int:
     return apikeys_end_due(now=timezone.now())
+
+
+@shared_task(ignore_result=True, soft_time_limit=60)
+def record_apikey_uses() -> int:
+    """Write the API keys' last uses noted in Redis to the database (beat: every 10 s)."""
+    return apikeys_record_uses()
 
 
 @shared_task(

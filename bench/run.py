@@ -9,10 +9,11 @@ What it does, in order (docs/performance.md explains the why):
    loopback port; wrk (Lua: bench/lua/bench.lua) sends what the TLS proxy would forward.
 4. Introspection (opaque token, API key) with 1,000 stored; then fillers up to 1,000,000 of each,
    and the single-use codes and refresh tokens; then every row, floors first.
-   The audit sealer runs beside it (manage.py seal_audit --every 1); during the rows that issue
+   The periodic work of beat runs beside it (bench.background: the audit sealer every second, the
+   writer of API keys' last uses every 10 s); during the rows that issue
    tokens a thread samples the database's lock waits (pg_stat_activity, pg_locks).
 5. One table to stdout and bench/results/latest.md, the lock waits, verify_audit's verdict on the
-   chain, the web workers' memory; the server and the sealer stopped.
+   chain, the web workers' memory; the server and the background loop stopped.
 
 Exit status 0 when the harness ran, whatever the numbers (the table says FAIL); 1 when the harness
 itself failed: a server that does not start, a seeding error, a row whose check request is not 200.
@@ -255,7 +256,7 @@ class Bench:
         self.duration, self.warmup, self.runs, self.large = duration, warmup, runs, large
         self.env = server_env()
         self.server: subprocess.Popen[bytes] | None = None
-        self.sealer: subprocess.Popen[bytes] | None = None
+        self.background: subprocess.Popen[bytes] | None = None
         self.server_log: Any = None
         self.port = 0
         self.command = ""
@@ -340,11 +341,12 @@ class Bench:
             time.sleep(0.2)
         raise HarnessError(f"the server did not answer /healthz within 60 s:\n{tail(WORK / 'server.log')}")
 
-    def start_sealer(self) -> None:
-        """The audit sealer, as production runs it every second (there from Celery beat; here a
-        dedicated loop, the same pass): it runs beside every row, as its lock and writes would."""
-        self.sealer = subprocess.Popen(  # noqa: S603 - the project's own command
-            [PYTHON, "manage.py", "seal_audit", "--every", "1"],
+    def start_background(self) -> None:
+        """The periodic work production runs from Celery beat (the audit sealer every second, the
+        writer of API keys' last uses every 10 s), as one loop (bench.background) beside every row,
+        so their locks and writes are measured with the rows."""
+        self.background = subprocess.Popen(  # noqa: S603 - the project's own module
+            [PYTHON, "-m", "bench.background"],
             cwd=ROOT,
             env=self.env,
             stdout=self.server_log,
@@ -362,13 +364,13 @@ class Bench:
         return (verdict_line[0] if verdict_line else "no output") + ("" if done.returncode == 0 else " (FAILED)")
 
     def stop_server(self) -> None:
-        if self.sealer is not None and self.sealer.poll() is None:
-            self.sealer.send_signal(signal.SIGINT)
+        if self.background is not None and self.background.poll() is None:
+            self.background.send_signal(signal.SIGTERM)
             try:
-                self.sealer.wait(timeout=10)
+                self.background.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.sealer.kill()
-                self.sealer.wait()
+                self.background.kill()
+                self.background.wait()
         if self.server is not None and self.server.poll() is None:
             self.server.send_signal(signal.SIGTERM)  # gunicorn's graceful shutdown
             try:
@@ -390,7 +392,7 @@ class Bench:
 
     def server_pids(self) -> set[int]:
         pids = {self.server.pid, *self.worker_pids()} if self.server is not None else set()
-        return pids | ({self.sealer.pid} if self.sealer is not None else set())
+        return pids | ({self.background.pid} if self.background is not None else set())
 
     def worker_rss_kib(self) -> list[tuple[int, int]]:
         """(pid, VmRSS in KiB) of each web worker."""
@@ -808,8 +810,8 @@ def report(
         "",
         "Lock waits while tokens were issued: pg_stat_activity and pg_locks of the benchmark's database, "
         f"sampled every {LockSampler.INTERVAL * 1000:g} ms during each measured run of the rows that write; a "
-        "sample counts each backend then waiting on a lock, by lock type. The audit sealer ran beside every row "
-        "(`manage.py seal_audit --every 1`).",
+        "sample counts each backend then waiting on a lock, by lock type. Beat's periodic work ran beside every row "
+        "(`bench.background`: the audit sealer every second, API keys' last uses written every 10 s).",
         "",
         "| row | conns | samples | samples × waiting backends | by lock type |",
         "|---|---:|---:|---:|---|",
@@ -851,7 +853,7 @@ def main() -> int:
         bench.prepare()
         bench.seed_small()
         bench.start_server()
-        bench.start_sealer()
+        bench.start_background()
         log(f"server up on 127.0.0.1:{bench.port}: {bench.command}")
         by_name = {row.name: row for row in rows(bench.seed)}
         small: dict[str, Result] = {}

@@ -193,7 +193,12 @@ _SHARED_PROCESSORS: list[Any] = [
 
 # Tasks beat runs every few seconds: their routine lines (sent, received, succeeded) would be most
 # of a worker's log. Their warnings and errors, and every other task's lines, are kept.
-ROUTINE_TASKS = ("idp.tasks.seal_audit_chain", "seal-audit-chain")
+ROUTINE_TASKS = (
+    "idp.tasks.seal_audit_chain",
+    "seal-audit-chain",
+    "apikeys.tasks.record_apikey_uses",
+    "record-apikey-uses",
+)
 _ROUTINE_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy")
 
 

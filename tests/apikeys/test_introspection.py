@@ -250,7 +250,7 @@ def test_introspecting_a_key_costs_two_queries_whatever_its_roles(
     for role in roles:
         role_grant(role=role, user=owner, actor=SYSTEM)
     issued = issue_key(role_ids=[admin_role.pk, *(role.pk for role in roles)])
-    assert len(active(introspect(issued.secret))["roles"]) == 1 + extra_roles  # the first use records last_used_at
+    assert len(active(introspect(issued.secret))["roles"]) == 1 + extra_roles
     # The key with its owner and client, and its role ids. The resource server's client and the
     # owner's roles and permissions among them come from the shared cache (docs/performance.md).
     with django_assert_num_queries(2):

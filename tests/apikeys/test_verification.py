@@ -1,7 +1,7 @@
 """The /api/v1 API accepts API keys (X-API-Key or Authorization: Bearer) with their scopes and
 the roles their owner still holds, beside OAuth access tokens; revoked, expired and past-grace
-keys, and keys of deactivated owners, are refused at once. last_used_at is refreshed at most once
-a minute per key, without a database write per request."""
+keys, and keys of deactivated owners, are refused at once. last_used_at is written behind the
+requests (noted in Redis, written by a beat task), never by a request."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 import requests
 import time_machine
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -22,10 +21,12 @@ from accounts.services import role_create, role_grant, role_revoke, user_deactiv
 from apikeys.keyformat import key_new
 from apikeys.models import ApiKey
 from apikeys.services import apikey_revoke, apikey_rotate
+from apikeys.tasks import record_apikey_uses
+from apikeys.usage import LAST_USED_KEY, usage_forget, usage_pending
 from idp.oauth.clients import client_disable
 from tests.apikeys.conftest import SYSTEM, USERS, VIA, basic_auth, key_headers
 from tests.factories import make_client, make_user
-from tests.redis_keys import expire_now
+from tests.redis_keys import raw_redis
 
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="idp", error="invalid_token"'
 
@@ -240,42 +241,61 @@ def test_a_rotated_key_works_through_its_grace_period_only(client, issue_key, vi
 # --- last_used_at -----------------------------------------------------------------------------
 
 
-def marker(key: ApiKey) -> str:
-    return f"apikey:used:{key.public_id}"
+def noted(key: ApiKey) -> str | None:
+    """The use of `key` noted in Redis and not yet written, as stored (epoch seconds)."""
+    value = raw_redis().hget(LAST_USED_KEY, key.public_id)
+    return value.decode() if value is not None else None
 
 
 def last_used_writes(queries) -> list[str]:
     return [query["sql"] for query in queries if query["sql"].startswith('UPDATE "apikeys_apikey"')]
 
 
-def test_last_used_is_recorded_at_most_once_a_minute_without_a_write_per_request(client, admin_key):
+def test_a_use_writes_nothing_to_the_database_and_the_task_records_it_after(client, admin_key):
     key = admin_key.key
     start = timezone.now().replace(microsecond=0)
     assert ApiKey.objects.get(pk=key.pk).last_used_at is None
 
-    with time_machine.travel(start, tick=False), CaptureQueriesContext(connection) as first:
-        assert get_users(client, admin_key.secret).status_code == 200
-    assert len(last_used_writes(first.captured_queries)) == 1
-    assert ApiKey.objects.get(pk=key.pk).last_used_at == start
-
-    # Within the minute, further requests (either header) write nothing.
-    with time_machine.travel(start + timedelta(seconds=59), tick=False), CaptureQueriesContext(connection) as more:
-        for via in (*VIA, *VIA, *VIA):
+    with time_machine.travel(start, tick=False), CaptureQueriesContext(connection) as used:
+        for via in VIA:
             assert get_users(client, admin_key.secret, via).status_code == 200
-    assert last_used_writes(more.captured_queries) == []
+    assert last_used_writes(used.captured_queries) == [], "no database write on the request"
+    assert ApiKey.objects.get(pk=key.pk).last_used_at is None
+    assert noted(key) == f"{start.timestamp():.6f}"
+
+    assert record_apikey_uses() >= 1  # the beat task, as a worker runs it
     assert ApiKey.objects.get(pk=key.pk).last_used_at == start
+    assert noted(key) is None, "written, so no longer waiting"
 
-    # The minute is Redis's to count: the use marker lives in real Redis with a TTL of at most
-    # 60 s. Time travel does not move Redis's clock, so the marker's expiry is brought forward in
-    # Redis itself, and the test goes on once Redis has dropped it.
-    [seconds_left] = expire_now(cache.make_key(marker(key))).values()
-    assert 0 < seconds_left <= 60
-    assert cache.get(marker(key)) is None
-
-    with time_machine.travel(start + timedelta(seconds=61), tick=False), CaptureQueriesContext(connection) as later:
+    with time_machine.travel(start + timedelta(seconds=61), tick=False):
         assert get_users(client, admin_key.secret, "bearer").status_code == 200
-    assert len(last_used_writes(later.captured_queries)) == 1
+    record_apikey_uses()
     assert ApiKey.objects.get(pk=key.pk).last_used_at == start + timedelta(seconds=61)
+
+
+def test_last_used_never_moves_back_and_a_use_noted_meanwhile_is_kept(admin_key):
+    key = admin_key.key
+    later = timezone.now().replace(microsecond=0)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=later)
+    raw_redis().hset(LAST_USED_KEY, key.public_id, f"{(later - timedelta(hours=1)).timestamp():.6f}")
+
+    record_apikey_uses()
+
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == later, "an older note never overwrites"
+    # Taken, then noted again before the task removed it: only what was written goes.
+    taken = usage_pending()
+    raw_redis().hset(LAST_USED_KEY, key.public_id, "1999999999.000000")
+    assert usage_forget(taken) == 0
+    assert noted(key) == "1999999999.000000"
+    raw_redis().hdel(LAST_USED_KEY, key.public_id)
+
+
+def test_the_writer_is_a_beat_row_every_10_seconds_whose_stale_messages_expire(db):
+    from django_celery_beat.models import PeriodicTask
+
+    row = PeriodicTask.objects.select_related("interval").get(name="record-apikey-uses")
+    assert row.task == record_apikey_uses.name
+    assert (row.interval.every, row.interval.period, row.expire_seconds, row.enabled) == (10, "seconds", 30, True)
 
 
 def test_a_refused_key_records_no_use(client, admin_key):
@@ -284,4 +304,4 @@ def test_a_refused_key_records_no_use(client, admin_key):
         assert get_users(client, admin_key.secret).status_code == 401
     assert last_used_writes(queries.captured_queries) == []
     assert ApiKey.objects.get(pk=admin_key.key.pk).last_used_at is None
-    assert cache.get(marker(admin_key.key)) is None
+    assert noted(admin_key.key) is None

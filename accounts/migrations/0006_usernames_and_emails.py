@@ -11,7 +11,7 @@ from django.db import migrations, models
 from django.utils import timezone
 
 import accounts.models
-from audit import CHAIN_LOCK, chain
+from accounts.migrations._audit_events import migration_record
 
 CODENAME = "idp.apikeys.manage"
 DESCRIPTION = accounts.models.MANAGEMENT_PERMISSIONS[CODENAME]
@@ -29,39 +29,11 @@ def grant_apikeys_manage(apps, schema_editor):
     """As 0005 grants audit.read: the permission, added to idp-admin, both recorded in the chain."""
     Permission = apps.get_model("accounts", "Permission")
     Role = apps.get_model("accounts", "Role")
-    AuditEvent = apps.get_model("audit", "AuditEvent")
-    connection = schema_editor.connection
 
     def record(action, target_type, target_id, data):
-        if any(field.name == "position" for field in AuditEvent._meta.fields):
-            # Run against the schema of audit 0005 on (a test re-running this function): events are
-            # inserted unsealed there, and the sealer links them (audit.sealing).
-            AuditEvent.objects.create(
-                created_at=timezone.now(),
-                action=action,
-                actor_type="system",
-                actor_id=ACTOR,
-                target_type=target_type,
-                target_id=str(target_id),
-                data=data,
-            )
-            return
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
-        previous = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first() or chain.GENESIS
-        event = AuditEvent(
-            created_at=timezone.now(),
-            action=action,
-            actor_type="system",
-            actor_id=ACTOR,
-            target_type=target_type,
-            target_id=str(target_id),
-            data=data,
+        migration_record(
+            apps, schema_editor, actor=ACTOR, action=action, target_type=target_type, target_id=target_id, data=data
         )
-        fields = {name: getattr(event, name) for name in chain.FIELDS if name != "time"}
-        event.hash = chain.link(previous, {**fields, "time": chain.timestamp(event.created_at)})
-        event.save()
 
     permission, created = Permission.objects.get_or_create(codename=CODENAME, defaults={"description": DESCRIPTION})
     if created:

@@ -69,15 +69,36 @@ def apikey_access(*, key: ApiKey, application_pk: int | None, role_ids: list[int
     return subject_access(client_pk=key.application_id, application_pk=application_pk, among=role_ids)
 
 
-def apikey_verify(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
+# What verification and an introspection answer read (apikey_claims): the key's own columns they
+# use, its client's id and state, its user's name and state. Not the whole user and client rows.
+INTROSPECTION_FIELDS = (
+    "public_id",
+    "secret_hash",
+    "scope",
+    "created_at",
+    "expires_at",
+    "grace_ends_at",
+    "revoked_at",
+    "user__username",
+    "user__is_active",
+    "application__client_id",
+    "application__is_active",
+)
+
+
+def apikey_verify(*, presented: str, now: datetime | None = None, narrow: bool = False) -> VerifiedKey | None:
     """The key behind a presented string if it is usable now: well formed with a valid checksum,
     known, matching in constant time, neither revoked, expired nor past its grace period, and its
     owner active. None otherwise, for whatever reason (callers must not tell them apart).
-    A read only: apikeys.services.apikey_use also records the use."""
+    A read only: apikeys.services.apikey_use also records the use. `narrow` reads only what an
+    introspection answer needs (INTROSPECTION_FIELDS)."""
     parsed = key_parse(presented)
     if parsed is None:
         return None
-    key = ApiKey.objects.select_related("user", "application").filter(public_id=parsed.public_id).first()
+    keys = ApiKey.objects.select_related("user", "application")
+    if narrow:  # for an introspection answer only: request.user of an API call needs the whole user
+        keys = keys.only(*INTROSPECTION_FIELDS)
+    key = keys.filter(public_id=parsed.public_id).first()
     if key is None or not hmac.compare_digest(key.secret_hash, key_digest(parsed.key)):
         return None
     now = now or timezone.now()

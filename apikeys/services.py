@@ -367,12 +367,13 @@ def _last_used_claim(key: ApiKey) -> bool:
     return bool(cache.add(_used_marker(key), 1, LAST_USED_RESOLUTION_SECONDS))
 
 
-def apikey_use(*, presented: str, now: datetime | None = None) -> VerifiedKey | None:
+def apikey_use(*, presented: str, now: datetime | None = None, narrow: bool = False) -> VerifiedKey | None:
     """Verify a presented key and note its use: counted (APIKEY_USES, in this process), and its
     time noted in Redis for apikeys_record_uses to write (apikeys.usage): no database write on the
-    request. Without Redis, last_used_at is written here at most once a minute per key."""
+    request. Without Redis, last_used_at is written here at most once a minute per key. `narrow`:
+    see apikey_verify."""
     now = now or timezone.now()
-    verified = apikey_verify(presented=presented, now=now)
+    verified = apikey_verify(presented=presented, now=now, narrow=narrow)
     if verified is None:
         return None
     APIKEY_USES.inc()

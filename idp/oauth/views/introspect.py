@@ -69,7 +69,7 @@ class IntrospectTokenView(OAuthLibMixin, View):
         issuer = oauth2_settings.oidc_issuer(request)
         if looks_like_key(token):
             # An API key: verified exactly as /api/v1 verifies it, answered as a token would be.
-            verified = apikey_use(presented=token)
+            verified = apikey_use(presented=token, narrow=True)
             answer = apikey_claims(verified=verified, issuer=issuer) if verified else introspection.INACTIVE
         else:
             answer = introspection.token_introspect(

@@ -43,6 +43,10 @@ MAX_GRACE_PERIOD = timedelta(days=30)
 # Without Redis (the embedded default), last_used_at is written by the request, at most once per key
 # in this many seconds (the in-process cache decides). With Redis, apikeys.usage.
 LAST_USED_RESOLUTION_SECONDS = 60
+# The writer of noted uses (apikeys_record_uses) takes about this many per transaction, and at most
+# this many batches a run; the next run (10 s later) takes the rest.
+USES_BATCH = 5000
+USES_MAX_BATCHES = 100
 # Counted in the process that verified the key (prometheus_client: under gunicorn, its multiprocess
 # files), with no network call; /metrics and the activity overview read it (idp.ops.metrics).
 APIKEY_USES = Counter("idp_apikey_uses", "Uses of API keys that verified: API calls and introspections.")
@@ -384,18 +388,27 @@ def apikey_use(*, presented: str, now: datetime | None = None, narrow: bool = Fa
     return verified
 
 
-def apikeys_record_uses() -> int:
-    """Write the last uses noted in Redis to last_used_at, in one transaction, never moving it
-    back; then remove the notes written (a use noted meanwhile stays for the next run). Returns how
-    many keys were noted. Safe to run twice at once: both write the same times."""
+def apikeys_record_uses(*, batch: int = USES_BATCH) -> int:
+    """Write the last uses noted in Redis to last_used_at, a batch per transaction, never moving
+    it back; after each batch, remove the notes written (a use noted meanwhile stays for the next
+    run). Returns how many notes were written. Safe to run twice at once: both write the same times."""
     if not usage_available():
         return 0
-    taken = usage_pending()
-    if not taken:
-        return 0
+    recorded = 0
+    for _ in range(USES_MAX_BATCHES):  # bounded: notes keep arriving while it runs
+        taken = usage_pending(batch=batch)
+        if not taken:
+            break
+        _last_used_write(taken)
+        usage_forget(taken)
+        recorded += len(taken)
+    return recorded
+
+
+def _last_used_write(taken: dict[str, str]) -> None:
     uses = sorted((public_id, usage_time(value)) for public_id, value in taken.items())  # one lock order
     with transaction.atomic():
-        if connection.vendor == "postgresql":  # one statement for all of them
+        if connection.vendor == "postgresql":  # one statement for the batch
             table = connection.ops.quote_name(ApiKey._meta.db_table)
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -409,8 +422,6 @@ def apikeys_record_uses() -> int:
                 ApiKey.objects.filter(public_id=public_id).filter(
                     Q(last_used_at__isnull=True) | Q(last_used_at__lt=when)
                 ).update(last_used_at=when)
-    usage_forget(taken)
-    return len(taken)
 
 
 def apikey_notify_rotated(*, key_id: int) -> bool:

@@ -55,10 +55,11 @@ def usage_note(*, public_id: str, now: datetime) -> None:
         logger.warning("API key last use not recorded: Redis is unavailable", exc_info=True)
 
 
-def usage_pending() -> dict[str, str]:
-    """The noted uses not yet written: public id -> epoch seconds, as stored."""
-    raw = cast(dict[bytes, bytes], _client(settings.REDIS_URL).hgetall(LAST_USED_KEY))
-    return {field.decode(): value.decode() for field, value in raw.items()}
+def usage_pending(*, batch: int) -> dict[str, str]:
+    """Some of the noted uses not yet written, about `batch` of them (one HSCAN, never the whole
+    hash in one call): public id -> epoch seconds, as stored."""
+    _, raw = _client(settings.REDIS_URL).hscan(LAST_USED_KEY, 0, count=batch)
+    return {field.decode(): value.decode() for field, value in cast(dict[bytes, bytes], raw).items()}
 
 
 def usage_forget(taken: dict[str, str]) -> int:

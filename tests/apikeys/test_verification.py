@@ -20,7 +20,7 @@ from accounts.selectors import Caller
 from accounts.services import role_create, role_grant, role_revoke, user_deactivate
 from apikeys.keyformat import key_new
 from apikeys.models import ApiKey
-from apikeys.services import apikey_revoke, apikey_rotate
+from apikeys.services import apikey_revoke, apikey_rotate, apikeys_record_uses
 from apikeys.tasks import record_apikey_uses
 from apikeys.usage import LAST_USED_KEY, usage_forget, usage_pending
 from idp.oauth.clients import client_disable
@@ -283,11 +283,23 @@ def test_last_used_never_moves_back_and_a_use_noted_meanwhile_is_kept(admin_key)
 
     assert ApiKey.objects.get(pk=key.pk).last_used_at == later, "an older note never overwrites"
     # Taken, then noted again before the task removed it: only what was written goes.
-    taken = usage_pending()
+    taken = usage_pending(batch=100)
     raw_redis().hset(LAST_USED_KEY, key.public_id, "1999999999.000000")
     assert usage_forget(taken) == 0
     assert noted(key) == "1999999999.000000"
     raw_redis().hdel(LAST_USED_KEY, key.public_id)
+
+
+def test_the_writer_takes_the_notes_in_batches_and_leaves_none_behind(admin_key):
+    """Many noted uses (here 7 with batches of 2): every one is taken, each in a bounded call."""
+    when = timezone.now().replace(microsecond=0)
+    stale = {f"gone{number:012d}": f"{when.timestamp():.6f}" for number in range(6)}  # keys deleted since
+    raw_redis().hset(LAST_USED_KEY, mapping={**stale, admin_key.key.public_id: f"{when.timestamp():.6f}"})
+
+    assert apikeys_record_uses(batch=2) >= 7
+
+    assert ApiKey.objects.get(pk=admin_key.key.pk).last_used_at == when
+    assert not any(raw_redis().hexists(LAST_USED_KEY, public_id) for public_id in [*stale, admin_key.key.public_id])
 
 
 def test_the_writer_is_a_beat_row_every_10_seconds_whose_stale_messages_expire(db):

@@ -3,6 +3,7 @@ request id, held in a context variable for the request's duration (threads and a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import uuid
@@ -39,8 +40,14 @@ def _ip(value: str) -> str | None:
         return None  # a unix socket, or anything that is not an address
 
 
-def _trusted_proxies() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(cidr, strict=False) for cidr in getattr(settings, "IDP_TRUSTED_PROXIES", [])]
+def _trusted_proxies() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return _networks(tuple(getattr(settings, "IDP_TRUSTED_PROXIES", [])))
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # Parsed once per value of the setting (tests change it), not on every request.
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -49,7 +56,23 @@ def client_ip(request: HttpRequest) -> str | None:
 
     Rightmost, because each proxy appends the peer it saw: everything left of our own proxies'
     entries is whatever the client chose to send. A malformed header falls back to REMOTE_ADDR.
+
+    Worked out once per request (the middleware, the rate limits, the log line and audit events
+    all ask) and kept on it.
     """
+    known = request.__dict__.get(_CLIENT_IP_ATTRIBUTE, _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known
+    address = _client_ip(request)
+    request.__dict__[_CLIENT_IP_ATTRIBUTE] = address
+    return address
+
+
+_CLIENT_IP_ATTRIBUTE = "_idp_client_ip"
+_UNKNOWN = object()
+
+
+def _client_ip(request: HttpRequest) -> str | None:
     peer = _ip(request.META.get("REMOTE_ADDR", ""))
     if peer is None:
         return None
@@ -66,7 +89,7 @@ def client_ip(request: HttpRequest) -> str | None:
     return peer
 
 
-def _is_in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def _is_in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     parsed = ipaddress.ip_address(address)
     return any(parsed in network for network in networks)
 

@@ -183,7 +183,7 @@ REDIS_URL = env_str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "idp.ops.cache.RedisCache",
             "LOCATION": REDIS_URL,
             # redis-py waits 5 s by default. Token requests read clients and roles through this
             # cache (falling back to the database when it fails), and sign-in counts attempts in

@@ -30,10 +30,12 @@ from functools import cache
 from typing import TYPE_CHECKING, cast
 
 import limits
+import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from limits.storage import Storage, storage_from_string
+from limits.storage import RedisStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import NoScriptError
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
@@ -155,20 +157,19 @@ def _pair(name: str, ip: str) -> str:
 
 def _before(request: HttpRequest, group: str) -> Refusal | None:
     """Before the view: the address (and the signed-in user) are counted; the failures from this
-    address of the client or key the request names are only looked at."""
+    address of the client or key the request names are only looked at. All in one round trip
+    (_windows): a request refused by one window has still counted in the others it spends."""
     ip = client_ip(request)
-    if ip and (refusal := _hit(f"{group}.ip", ip)):
-        return refusal
+    checks: list[_Check] = []
+    if ip:
+        checks.append(_Check(f"{group}.ip", ip, spend=True))
     if group != "api" and f"{group}.user" in settings.IDP_RATE_LIMITS and (user_id := _session_user_id(request)):
-        if refusal := _hit(f"{group}.user", user_id):
-            return refusal
+        checks.append(_Check(f"{group}.user", user_id, spend=True))
     if group in _CLIENT_GROUPS and ip and (client_id := _client_id(request)):
-        if refusal := _full(f"{group}.client_failures", _pair(client_id, ip)):
-            return refusal
+        checks.append(_Check(f"{group}.client_failures", _pair(client_id, ip), spend=False))
     if group == "api" and ip and (public_id := _api_key_public_id(request)):
-        if refusal := _full("api.key_failures", _pair(public_id, ip)):
-            return refusal
-    return None
+        checks.append(_Check("api.key_failures", _pair(public_id, ip), spend=False))
+    return _windows(checks)
 
 
 def _after(request: HttpRequest, group: str, proofs: _Proofs, response: HttpResponse) -> None:
@@ -239,20 +240,74 @@ def _limiter(url: str) -> MovingWindowRateLimiter:
 
 
 def _window(rule: str, identity: str, *, spend: bool) -> Refusal | None:
-    spec = settings.IDP_RATE_LIMITS.get(rule)
-    if not spec:
+    return _windows([_Check(rule, identity, spend=spend)])
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One window to look at for one identity: spend one from it (hit), or only test it."""
+
+    rule: str
+    identity: str
+    spend: bool
+
+
+def _windows(checks: list[_Check]) -> Refusal | None:
+    """The windows of one request, in one round trip to Redis: the limits library's own moving-window
+    scripts, sent as one pipeline (so every window keeps the library's storage and meaning: a hit
+    counts only when allowed, a test counts nothing). The first refusal in `checks` order, with its
+    reset read only then. Fails open (see _hit)."""
+    wanted = [(check, _item(spec)) for check in checks if (spec := settings.IDP_RATE_LIMITS.get(check.rule))]
+    if not wanted:
         return None
-    item = _item(spec)
     try:
         limiter = _limiter(settings.IDP_RATE_LIMIT_STORAGE_URL)
-        allowed = limiter.hit(item, rule, identity) if spend else limiter.test(item, rule, identity)
-        if allowed:
-            return None
-        reset_at = limiter.get_window_stats(item, rule, identity).reset_time
+        if isinstance(limiter.storage, RedisStorage):
+            allowed = _redis_windows(limiter.storage, wanted)
+        else:  # memory:// (tests of the embedded default): one call each
+            allowed = [
+                limiter.hit(item, check.rule, check.identity)
+                if check.spend
+                else limiter.test(item, check.rule, check.identity)
+                for check, item in wanted
+            ]
+        for (check, item), ok in zip(wanted, allowed, strict=True):
+            if not ok:
+                reset_at = limiter.get_window_stats(item, check.rule, check.identity).reset_time
+                return Refusal(rule=check.rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
     except Exception:  # noqa: BLE001 - any storage failure: limits raise the client library's errors
         log.warning("rate limit storage unavailable; request not limited", exc_info=True)
-        return None
-    return Refusal(rule=rule, retry_after_seconds=max(1, math.ceil(reset_at - time.time())))
+    return None
+
+
+def _redis_windows(storage: RedisStorage, wanted: list[tuple[_Check, limits.RateLimitItem]]) -> list[bool]:
+    """MovingWindowRateLimiter.hit and .test, for several windows in one pipeline. EVALSHA of the
+    storage's registered scripts; loaded once (SCRIPT LOAD) when Redis does not know them yet."""
+    connection = cast(redis.Redis, storage.get_connection())
+    for attempt in (1, 2):
+        pipe = connection.pipeline(transaction=False)
+        now = time.time()
+        for check, item in wanted:
+            key = storage.prefixed_key(item.key_for(check.rule, check.identity))
+            expiry, amount = item.get_expiry(), item.amount
+            if check.spend:
+                pipe.evalsha(storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1)
+            else:
+                pipe.evalsha(storage.lua_moving_window.sha, 1, key, now - expiry, amount)
+        replies = pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(reply, NoScriptError) for reply in replies):
+            for script in (storage.lua_acquire_moving_window, storage.lua_moving_window):
+                script.sha = connection.script_load(script.script)
+            continue
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        # A test (the library's get_moving_window): [oldest, count] or nothing in the window.
+        return [
+            bool(reply) if check.spend else (int(reply[1]) if reply else 0) <= item.amount - 1
+            for (check, item), reply in zip(wanted, replies, strict=True)
+        ]
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ApiRateLimited(Throttled):

@@ -204,3 +204,44 @@ def test_a_malformed_rate_limit_setting_stops_startup(entry):
     result = manage("check", env=production_env(IDP_RATE_LIMITS=entry))
     assert result.returncode != 0
     assert "IDP_RATE_LIMITS" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_windows_go_on_counting_when_redis_has_forgotten_their_scripts(limits, settings, tmp_path):
+    """A request's windows go to Redis as one pipeline of the limits library's scripts, by their
+    digests (idp.http.ratelimit._redis_windows). A Redis that lost them (a restart, SCRIPT FLUSH) is
+    sent them again, and the counts kept in its keys go on. On a Redis of this test's own: flushing
+    the shared one's scripts would touch every other user of it."""
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(  # noqa: S603
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],  # noqa: S607
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        own = redis.Redis(port=port)
+        deadline = time.monotonic() + 30
+        while True:  # a deadline for start-up, not a measurement
+            try:
+                own.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        settings.IDP_RATE_LIMIT_STORAGE_URL = f"redis://127.0.0.1:{port}/0"
+        limits["token.ip"] = "3/minute"
+        client = Client()
+        for _ in range(2):
+            assert client.post("/oauth/token/", {"grant_type": "client_credentials"}).status_code != 429
+        own.script_flush()
+        assert client.post("/oauth/token/", {"grant_type": "client_credentials"}).status_code != 429
+        assert_limited(client.post("/oauth/token/", {"grant_type": "client_credentials"}))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -388,6 +388,13 @@ def apikey_use(*, presented: str, now: datetime | None = None, narrow: bool = Fa
     return verified
 
 
+def apikey_use_noted(*, public_id: str, now: datetime) -> None:
+    """The use of a key that verified against a kept introspection answer (idp's shared cache, so
+    Redis is there): counted and noted as apikey_use counts and notes it."""
+    APIKEY_USES.inc()
+    usage_note(public_id=public_id, now=now)
+
+
 def apikeys_record_uses(*, batch: int = USES_BATCH) -> int:
     """Write the last uses noted in Redis to last_used_at, a batch per transaction, never moving
     it back; after each batch, remove the notes written (a use noted meanwhile stays for the next

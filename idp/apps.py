@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 
 class IdpConfig(AppConfig):
@@ -20,7 +20,7 @@ class IdpConfig(AppConfig):
 
         from idp.http import cors
         from idp.models import AccessToken, Application
-        from idp.oauth import access_tokens, clients
+        from idp.oauth import access_tokens, clients, introspection_cache
         from idp.ops import metrics
 
         check_request_enabled.connect(cors.cors_allow_client_origin, dispatch_uid="idp.http.cors.client_origin")
@@ -33,6 +33,25 @@ class IdpConfig(AppConfig):
         post_delete.connect(
             access_tokens.access_token_deleted, sender=AccessToken, dispatch_uid="idp.access_tokens.deny_on_delete"
         )
+        # Introspection answers kept in the shared cache go with their token's deletion or change,
+        # and all of them with any change to a user (idp.oauth.introspection_cache).
+        from django.contrib.auth import get_user_model
+
+        from apikeys.models import ApiKey
+
+        m2m_changed.connect(
+            introspection_cache.apikey_roles_changed,
+            sender=ApiKey.roles.through,
+            dispatch_uid="idp.introspection.apikey_roles",
+        )
+        for signal in (post_save, post_delete):
+            signal.connect(
+                introspection_cache.token_changed, sender=AccessToken, dispatch_uid="idp.introspection.token"
+            )
+            signal.connect(introspection_cache.apikey_changed, sender=ApiKey, dispatch_uid="idp.introspection.apikey")
+            signal.connect(
+                introspection_cache.users_changed, sender=get_user_model(), dispatch_uid="idp.introspection.users"
+            )
         # Sign-in events (this page's and the admin's) and the brute-force watch; admin changes.
         from axes.signals import user_locked_out
         from django.contrib.admin.models import LogEntry

@@ -55,6 +55,7 @@ def _fresh_rate_limits_and_lockouts():
         "*:axes-*",
         "*:idp:access:*",
         "*:idp:clients:*",
+        "*:idp:introspect*",
     )
     for pattern in patterns:
         for key in client.scan_iter(match=pattern):

@@ -4,6 +4,7 @@ answered to resource servers (idp.oauth.views.introspect)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +13,11 @@ from django.utils import timezone
 from oauth2_provider.models import refresh_token_expire_timedelta
 
 from accounts.selectors import subject_access
+from apikeys.keyformat import key_digest, key_parse
+from apikeys.selectors import apikey_claims
+from apikeys.services import apikey_use, apikey_use_noted
 from idp.models import AccessToken, Application, RefreshToken
-from idp.oauth import access_tokens
+from idp.oauth import access_tokens, introspection_cache
 
 INACTIVE: dict[str, Any] = {"active": False}
 
@@ -67,7 +71,7 @@ def token_introspect(*, token: str, token_type_hint: str | None, issuer: str, cl
     if access_tokens.is_jwt(token):
         return _introspect_jwt_access_token(token, issuer)
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    lookups = [_introspect_access_token, _introspect_refresh_token]
+    lookups = [_introspect_access_token_kept, _introspect_refresh_token]
     if token_type_hint == "refresh_token":
         lookups.reverse()
     for lookup in lookups:
@@ -93,6 +97,59 @@ _ACCESS_TOKEN_FIELDS = (
 def _holders_active(application: Application | None, user: Any) -> bool:
     """A token dies with its client's or its user's deactivation."""
     return (application is None or application.is_active) and (user is None or user.is_active)
+
+
+def apikey_introspect(*, presented: str, issuer: str) -> dict[str, Any]:
+    """RFC 7662 answer for an API key, verified exactly as /api/v1 verifies it (apikeys.selectors.
+    apikey_verify) and its use noted. From the shared cache when it holds a good answer: the
+    presented key is checked in constant time against the digest kept with it, and its usable
+    period against now; revocation, rotation and role changes drop the entry (introspection_cache)."""
+    parsed = key_parse(presented)
+    if parsed is None:
+        return INACTIVE
+    name = introspection_cache.apikey_entry(parsed.public_id)
+    lookup = introspection_cache.answer_lookup(name=name)
+    now = timezone.now()
+    if lookup.kept is not None:
+        secret_hash, usable_until, answer = lookup.kept
+        if not hmac.compare_digest(secret_hash, key_digest(parsed.key)):
+            return INACTIVE
+        if usable_until is not None and usable_until <= now.timestamp():
+            return INACTIVE
+        apikey_use_noted(public_id=parsed.public_id, now=now)
+        return {**answer, "iss": issuer}
+    verified = apikey_use(presented=presented, now=now, narrow=True)
+    if verified is None:
+        return INACTIVE
+    answer = apikey_claims(verified=verified, issuer=issuer)
+    key = verified.key
+    ends = [moment for moment in (key.expires_at, key.grace_ends_at) if moment is not None]
+    usable_until = min(ends) if ends else None
+    kept = (
+        key.secret_hash,
+        usable_until.timestamp() if usable_until is not None else None,
+        {member: value for member, value in answer.items() if member != "iss"},
+    )
+    introspection_cache.answer_keep(name=name, lookup=lookup, kept=kept, expires_at=usable_until)
+    return answer
+
+
+def _introspect_access_token_kept(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:
+    """An opaque access token's answer from the shared cache when it holds a good one, else from the
+    database, kept for the next time when active (idp.oauth.introspection_cache)."""
+    name = introspection_cache.token_entry(checksum)
+    lookup = introspection_cache.answer_lookup(name=name)
+    if lookup.kept is not None:
+        kept_expires_at, kept_answer = lookup.kept
+        if kept_expires_at <= timezone.now().timestamp():
+            return INACTIVE
+        return {**kept_answer, "iss": issuer}
+    answer = _introspect_access_token(checksum, issuer, client)
+    if answer is not None and answer.get("active"):
+        expires_at = access_tokens.timestamp_datetime(answer["exp"])
+        kept = (expires_at.timestamp(), {member: value for member, value in answer.items() if member != "iss"})
+        introspection_cache.answer_keep(name=name, lookup=lookup, kept=kept, expires_at=expires_at)
+    return answer
 
 
 def _introspect_access_token(checksum: str, issuer: str, client: Application) -> dict[str, Any] | None:

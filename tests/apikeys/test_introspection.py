@@ -243,7 +243,7 @@ def test_introspecting_a_key_needs_client_authentication(client, admin_key, reso
 
 
 @pytest.mark.parametrize("extra_roles", [0, 3])
-def test_introspecting_a_key_costs_two_queries_whatever_its_roles(
+def test_introspecting_a_key_costs_one_query_whatever_its_roles(
     introspect, owner, admin_role, issue_key, django_assert_num_queries, extra_roles
 ):
     roles = [role_create(name=f"extra-{n}", permissions=[f"extra.p{n}"], actor=SYSTEM) for n in range(extra_roles)]
@@ -251,9 +251,11 @@ def test_introspecting_a_key_costs_two_queries_whatever_its_roles(
         role_grant(role=role, user=owner, actor=SYSTEM)
     issued = issue_key(role_ids=[admin_role.pk, *(role.pk for role in roles)])
     assert len(active(introspect(issued.secret))["roles"]) == 1 + extra_roles
-    # The key with its owner and client, and its role ids. The resource server's client and the
-    # owner's roles and permissions among them come from the shared cache (docs/performance.md).
-    with django_assert_num_queries(2):
+    # The key with its owner, its client and its role ids, in one read. The resource server's client
+    # and the owner's roles and permissions among them come from the shared cache
+    # (docs/performance.md). (A new key is not answered from the cache in its first minute; after
+    # that, asked again, no query at all: tests/e2e/test_introspection_cache.py.)
+    with django_assert_num_queries(1):
         active(introspect(issued.secret))
 
 

@@ -15,8 +15,6 @@ from oauthlib.common import Request as OauthlibRequest
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from apikeys.keyformat import looks_like_key
-from apikeys.selectors import apikey_claims
-from apikeys.services import apikey_use
 from idp.http.policy import endpoint
 from idp.models import Application
 from idp.oauth import introspection
@@ -69,8 +67,7 @@ class IntrospectTokenView(OAuthLibMixin, View):
         issuer = oauth2_settings.oidc_issuer(request)
         if looks_like_key(token):
             # An API key: verified exactly as /api/v1 verifies it, answered as a token would be.
-            verified = apikey_use(presented=token, narrow=True)
-            answer = apikey_claims(verified=verified, issuer=issuer) if verified else introspection.INACTIVE
+            answer = introspection.apikey_introspect(presented=token, issuer=issuer)
         else:
             answer = introspection.token_introspect(
                 token=token,

@@ -12,8 +12,12 @@ What it does, in order (docs/performance.md explains the why):
    The periodic work of beat runs beside it (bench.background: the audit sealer every second, the
    writer of API keys' last uses every 10 s); during the rows that issue
    tokens a thread samples the database's lock waits (pg_stat_activity, pg_locks).
-5. One table to stdout and bench/results/latest.md, the lock waits, verify_audit's verdict on the
-   chain, the web workers' memory; the server and the background loop stopped.
+5. The idp's server and the background loop stopped; then the yardstick: a stock
+   django-oauth-toolkit provider (bench/stock/: the pinned DOT, its default settings but plain
+   client secrets) in its own database (idp_bench_stock, dropped first), seeded with 1,000 access
+   tokens, served by the same gunicorn command, measured at the same connections and runs.
+6. One table to stdout and bench/results/latest.md, the comparison with stock DOT, the lock
+   waits, verify_audit's verdict on the chain, the web workers' memory.
 
 Exit status 0 when the harness ran, whatever the numbers (the table says FAIL); 1 when the harness
 itself failed: a server that does not start, a seeding error, a row whose check request is not 200.
@@ -32,6 +36,7 @@ import math
 import os
 import platform
 import resource
+import secrets
 import shlex
 import shutil
 import signal
@@ -58,6 +63,7 @@ RESULTS = ROOT / "bench" / "results" / "latest.md"
 WORK = ROOT / "var" / "bench"  # seeds, credential lists, the server's log (var/ is git-ignored)
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idp_bench")
+STOCK_DATABASE_URL = os.environ.get("BENCH_STOCK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/idp_bench_stock")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 HOST = "id.bench.test"
 ISSUER = f"https://{HOST}"
@@ -84,6 +90,16 @@ SCALE_TARGET = 1.3
 # Above this share of the machine's CPU used by other processes (another test suite, a build)
 # during a measured run, the report warns that the row's numbers are low.
 OTHER_CPU_WARNING = 0.05
+# Issue 18: these idp rows against stock django-oauth-toolkit (bench/stock/), at 32 connections.
+# Stock DOT has no API keys: API-key introspection is set against its opaque-token introspection
+# for information only.
+STOCK_TARGET = 1.5
+STOCK_TOKENS = SMALL_SCALE  # introspection's cost does not depend on it (the scale table)
+AGAINST_STOCK = (  # (idp row, stock row, whether the target applies)
+    ("client_credentials token", "stock DOT: client_credentials token", True),
+    ("introspection (opaque token)", "stock DOT: introspection (opaque token)", True),
+    ("introspection (API key)", "stock DOT: introspection (opaque token)", False),
+)
 
 
 class HarnessError(Exception):
@@ -251,10 +267,39 @@ def rows(seed: dict[str, Any]) -> list[Row]:
     ]
 
 
+def stock_rows() -> list[Row]:
+    """The stock provider's requests: the idp rows' bodies, at DOT's own paths."""
+    return [
+        Row(
+            "stock DOT: client_credentials token",
+            "POST",
+            "/o/token/",
+            client="machine",
+            body="grant_type=client_credentials&scope=profile",
+            check=lambda a: "access_token" in a,
+        ),
+        Row(
+            "stock DOT: introspection (opaque token)",
+            "POST",
+            "/o/introspect/",
+            client="resource_server",
+            body="token={cred}",
+            creds="access_tokens",
+            check=lambda a: a.get("active") is True,
+        ),
+    ]
+
+
 class Bench:
+    """The idp, as the Procfile's `web:` line serves it in production."""
+
+    PREFIX = ""  # of its working files in WORK
+    LISTS = ("access_tokens", "api_keys", "codes", "refresh_tokens")  # the seed's credential lists wrk reads
+    READY_PATH, READY_STATUS = "/healthz", (200,)
+
     def __init__(self, *, duration: int, warmup: int, runs: int, large: int) -> None:
         self.duration, self.warmup, self.runs, self.large = duration, warmup, runs, large
-        self.env = server_env()
+        self.env = self.environment()
         self.server: subprocess.Popen[bytes] | None = None
         self.background: subprocess.Popen[bytes] | None = None
         self.server_log: Any = None
@@ -265,17 +310,20 @@ class Bench:
         self.cursor: dict[str, int] = {"codes": 1, "refresh_tokens": 1}  # next unused line, per single-use list
         self.last_rate: dict[str, float] = {}
 
+    def environment(self) -> dict[str, str]:
+        return server_env()
+
+    def path(self, name: str) -> Path:
+        """One of its working files in WORK."""
+        return WORK / f"{self.PREFIX}{name}"
+
     # --- Setting up ---------------------------------------------------------------------------
     def prepare(self) -> None:
         WORK.mkdir(parents=True, exist_ok=True)
         for stale in WORK.iterdir():  # the last run's, kept until now for inspection
             stale.unlink()
         (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)  # WhiteNoise's root; no files needed
-        parts = urlsplit(DATABASE_URL)
-        name = parts.path.lstrip("/")
-        with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
+        recreate_database(DATABASE_URL)
         redis.Redis.from_url(REDIS_URL).flushdb()
         step("migrate", [PYTHON, "manage.py", "migrate", "--no-input", "--verbosity", "0"], env=self.env)
         step("ensure_signing_key", [PYTHON, "manage.py", "ensure_signing_key"], env=self.env)
@@ -306,8 +354,8 @@ class Bench:
 
     def load_seed(self, path: Path) -> None:
         self.seed = json.loads(path.read_text())
-        for name in ("access_tokens", "api_keys", "codes", "refresh_tokens"):
-            listed = WORK / f"{name}.txt"
+        for name in self.LISTS:
+            listed = self.path(f"{name}.txt")
             listed.touch(mode=0o600)  # raw credentials, if only of a throwaway database
             listed.write_text("".join(f"{value}\n" for value in self.seed[name]))
 
@@ -316,12 +364,16 @@ class Bench:
         seconds = (self.warmup + self.runs * self.duration) + (self.warmup + self.duration)
         return math.ceil(rate * seconds * SINGLE_USE_MARGIN)
 
+    def server_command(self) -> str:
+        return procfile_command("web")
+
     def start_server(self) -> None:
         self.port = free_port()
-        template = procfile_command("web")
+        template = self.server_command()
         self.command = template
         argv = shlex.split(template.replace("${IDP_PORT}", str(self.port)).replace("$IDP_PORT", str(self.port)))
-        self.server_log = (WORK / "server.log").open("wb")
+        log_path = self.path("server.log")
+        self.server_log = log_path.open("wb")
         # The log (idp.ops.logs: a JSON line per request, tracebacks under their request id) goes to
         # stdout, gunicorn's own to stderr: both into server.log, written and paid for as in
         # production. A run writes some tens of MB there; the next run replaces them.
@@ -331,15 +383,15 @@ class Bench:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
-                raise HarnessError(f"the server exited with {self.server.returncode}:\n{tail(WORK / 'server.log')}")
+                raise HarnessError(f"the server exited with {self.server.returncode}:\n{tail(log_path)}")
             try:
-                status, _ = self.request("GET", "/healthz")
-                if status == 200:
+                status, _ = self.request("GET", self.READY_PATH)
+                if status in self.READY_STATUS:
                     return
             except OSError:
                 pass
             time.sleep(0.2)
-        raise HarnessError(f"the server did not answer /healthz within 60 s:\n{tail(WORK / 'server.log')}")
+        raise HarnessError(f"the server did not answer {self.READY_PATH} within 60 s:\n{tail(log_path)}")
 
     def start_background(self) -> None:
         """The periodic work production runs from Celery beat (the audit sealer every second, the
@@ -441,7 +493,7 @@ class Bench:
         if status != 200 or not isinstance(answer, dict) or not row.check(answer):
             raise HarnessError(
                 f"{row.name}: the check request {row.method} {row.path} answered {status}:\n"
-                f"{content.decode(errors='replace')[:2000]}\n(server log: {WORK / 'server.log'})"
+                f"{content.decode(errors='replace')[:2000]}\n(server log: {self.path('server.log')})"
             )
 
     def take(self, row: Row, count: int) -> str:
@@ -460,7 +512,7 @@ class Bench:
             "BENCH_METHOD": row.method,
             "BENCH_BODY": row.body,
             "BENCH_BEARER": "1" if row.bearer else "0",
-            "BENCH_CREDS": str(WORK / f"{row.creds}.txt") if row.creds else "",
+            "BENCH_CREDS": str(self.path(f"{row.creds}.txt")) if row.creds else "",
             "BENCH_START": str(self.cursor.get(row.creds or "", 1)),
             "BENCH_SINGLE_USE": "1" if row.single_use else "0",
             "BENCH_THREADS": str(THREADS),
@@ -514,8 +566,54 @@ class Bench:
             result.runs.append(self.wrk(row, connections, self.duration))
         assert self.server is not None
         if self.server.poll() is not None:
-            raise HarnessError(f"the server exited during {row.name}:\n{tail(WORK / 'server.log')}")
+            raise HarnessError(f"the server exited during {row.name}:\n{tail(self.path('server.log'))}")
         return result
+
+    def measure_rows(self, rows: list[Row]) -> list[tuple[Row, int, Result]]:
+        """Each row checked, then at each number of connections: `runs` runs at 32, one at 8."""
+        table: list[tuple[Row, int, Result]] = []
+        for row in rows:
+            self.check(row)
+            for conns in CONNECTIONS:
+                result = self.measure(row, conns, self.runs if conns == CONNECTIONS[0] else 1)
+                table.append((row, conns, result))
+                log(
+                    f"{row.name} at {conns}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
+                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors, other CPU {result.other_cpu:.0%}"
+                )
+        return table
+
+
+class StockBench(Bench):
+    """The yardstick: stock django-oauth-toolkit (bench/stock/) in its own database, served by the
+    Procfile's `web:` command with the stock WSGI module in place of the idp's, every flag kept."""
+
+    PREFIX = "stock-"
+    LISTS = ("access_tokens",)
+    # DOT's answer to an introspection without credentials: Django, DOT and the database are up.
+    READY_PATH, READY_STATUS = "/o/introspect/", (401, 403)
+
+    def __init__(self, *, duration: int, warmup: int, runs: int) -> None:
+        super().__init__(duration=duration, warmup=warmup, runs=runs, large=STOCK_TOKENS)
+        self.seed_file = self.path("seed.json")
+
+    def environment(self) -> dict[str, str]:
+        return stock_env()
+
+    def prepare(self) -> None:
+        recreate_database(STOCK_DATABASE_URL)
+        step("stock DOT: migrate", [PYTHON, "-m", "django", "migrate", "--no-input", "--verbosity", "0"], env=self.env)
+
+    def seed_stock(self) -> None:
+        step(
+            f"stock DOT: seed {STOCK_TOKENS:,} tokens",
+            [PYTHON, "-m", "bench.stock.seed", "--tokens", str(STOCK_TOKENS), "--out", str(self.seed_file)],
+            env=self.env,
+        )
+        self.load_seed(self.seed_file)
+
+    def server_command(self) -> str:
+        return stock_command(procfile_command("web"))
 
 
 # --- Helpers --------------------------------------------------------------------------------------
@@ -609,7 +707,7 @@ def _is_ours(pid: int, command: str, server_pids: set[int]) -> bool:
         # A backend names its database and client ("postgres idp_bench 127.0.0.1(5432) idle"); the
         # checkpointer, WAL writer and the like serve every database, this one's writes too.
         backend = "(" in command or "[local]" in command
-        return not backend or f" {urlsplit(DATABASE_URL).path.lstrip('/')} " in command
+        return not backend or any(f" {database_name(url)} " in command for url in (DATABASE_URL, STOCK_DATABASE_URL))
     return "redis-server" in command or "/bin/postgres " in command
 
 
@@ -652,6 +750,44 @@ def server_env() -> dict[str, str]:
         raise HarnessError(f"the settings do not load with the benchmark's environment:\n{names.stderr}")
     env["IDP_RATE_LIMITS"] = ";".join(f"{name}={RATE_LIMIT}" for name in names.stdout.split())
     return env
+
+
+def stock_env() -> dict[str, str]:
+    """The stock provider's environment (bench/stock/settings.py), from scratch as the idp's is: its
+    settings, its database, the benchmark's host, and a secret key made for this run and kept nowhere."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "LC_ALL", "TZ") if name in os.environ}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.stock.settings",
+            "BENCH_STOCK_SECRET_KEY": secrets.token_urlsafe(50),
+            "BENCH_STOCK_ALLOWED_HOSTS": HOST,
+            "DATABASE_URL": STOCK_DATABASE_URL,
+        }
+    )
+    return env
+
+
+def stock_command(template: str) -> str:
+    """The Procfile's `web:` command serving the stock provider: its WSGI module in place of the
+    idp's, every flag kept (deploy/gunicorn.conf.py needs nothing of the idp)."""
+    words = template.split(" ")
+    named = [at for at, word in enumerate(words) if word.split(":")[0] == "idp.wsgi"]
+    if len(named) != 1:
+        raise HarnessError(f"the Procfile's web: line does not name idp.wsgi once: {template}")
+    words[named[0]] = words[named[0]].replace("idp.wsgi", "bench.stock.wsgi", 1)
+    return " ".join(words)
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def recreate_database(url: str) -> None:
+    """Drop the benchmark's database, whoever is connected to it, and create it empty."""
+    name = database_name(url)
+    with psycopg.connect(urlsplit(url)._replace(path="/postgres").geturl(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
 
 
 def procfile_command(process: str) -> str:
@@ -738,6 +874,8 @@ def report(
     rss: list[tuple[int, int]],
     audit_verdict: str,
     elapsed: float,
+    stock: StockBench,
+    stock_table: list[tuple[Row, int, Result]],
 ) -> str:
     small_label, large_label = count_label(SMALL_SCALE), count_label(bench.large)
     floors = {(row.name, conns): result for row, conns, result in table if row.name.startswith("floor-")}
@@ -774,7 +912,7 @@ def report(
             f"| {row.name} | {conns} | {result.rps:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | "
             f"{result.errors} | {ratio_text} | {target_text} | {passed} | {result.other_cpu:.0%} |"
         )
-    disturbed = [(row.name, conns, result.other_cpu) for row, conns, result in table]
+    disturbed = [(row.name, conns, result.other_cpu) for row, conns, result in table + stock_table]
     disturbed += [(f"{name} at {small_label}", CONNECTIONS[0], pair[0].other_cpu) for name, pair in scale.items()]
     disturbed = [entry for entry in disturbed if entry[2] > OTHER_CPU_WARNING]
     out += [
@@ -806,6 +944,7 @@ def report(
             f"| {name} | {small.p50_ms:.1f} | {small.p99_ms:.1f} | {large.p50_ms:.1f} | {large.p99_ms:.1f} | "
             f"{p50_ratio:.2f} | {p99_ratio:.2f} | {verdict(p50_ratio <= SCALE_TARGET)} |"
         )
+    out += against_stock(bench, table, stock, stock_table)
     out += [
         "",
         "Lock waits while tokens were issued: pg_stat_activity and pg_locks of the benchmark's database, "
@@ -832,6 +971,48 @@ def report(
     return "\n".join(out)
 
 
+def against_stock(
+    bench: Bench, table: list[tuple[Row, int, Result]], stock: StockBench, stock_table: list[tuple[Row, int, Result]]
+) -> list[str]:
+    """The stock provider's rows, then the idp's rows as multiples of them."""
+    idp = {(row.name, conns): result for row, conns, result in table}
+    measured = {(row.name, conns): result for row, conns, result in stock_table}
+    out = [
+        "",
+        "Against stock django-oauth-toolkit: the pinned DOT with its default settings but plain client secrets "
+        f"(bench/stock/), {stock.large:,} access tokens stored (the idp rows above: {bench.large:,}), in its own "
+        f"database on the same PostgreSQL, served by `{stock.command}`; the same warm-up, durations and runs. "
+        f"Target: client_credentials and opaque-token introspection at least {STOCK_TARGET:g}× stock at "
+        f"{CONNECTIONS[0]} connections. Stock DOT has no API keys: API-key introspection is set against its "
+        "opaque-token introspection, for information, as are the 8-connection figures.",
+        "",
+        "| row | conns | req/s | p50 ms | p99 ms | errors | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, conns, result in stock_table:
+        out.append(
+            f"| {row.name} | {conns} | {result.rps:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} | "
+            f"{result.errors} | {result.other_cpu:.0%} |"
+        )
+    out += [
+        "",
+        "| idp row | conns | idp req/s | stock row | stock req/s | ×stock | target | pass |",
+        "|---|---:|---:|---|---:|---:|---|---|",
+    ]
+    for name, stock_name, applies in AGAINST_STOCK:
+        for conns in CONNECTIONS:
+            ours, theirs = idp[(name, conns)], measured[(stock_name, conns)]
+            ratio = ours.rps / theirs.rps if theirs.rps else math.inf
+            target_text, passed = "—", ""
+            if applies and conns == CONNECTIONS[0]:
+                target_text, passed = f"≥ {STOCK_TARGET:g}× stock", verdict(ratio >= STOCK_TARGET)
+            out.append(
+                f"| {name} | {conns} | {ours.rps:,.0f} | {stock_name} | {theirs.rps:,.0f} | {ratio:.2f} | "
+                f"{target_text} | {passed} |"
+            )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=4, help="measured seconds per run (wrk: whole seconds)")
@@ -847,7 +1028,8 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("make bench needs wrk (apt-get install wrk)", file=sys.stderr)
         return 1
-    bench = None
+    bench: Bench | None = None
+    stock: StockBench | None = None
     try:
         bench = Bench(duration=options.duration, warmup=options.warmup, runs=options.runs, large=options.large)
         bench.prepare()
@@ -865,36 +1047,37 @@ def main() -> int:
                 f"other CPU {small[name].other_cpu:.0%}"
             )
         bench.seed_large()
-        table: list[tuple[Row, int, Result]] = []
-        for row in rows(bench.seed):
-            bench.check(row)
-            for conns in CONNECTIONS:
-                result = bench.measure(row, conns, bench.runs if conns == CONNECTIONS[0] else 1)
-                table.append((row, conns, result))
-                log(
-                    f"{row.name} at {conns}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-                    f"p99 {result.p99_ms:.1f} ms, {result.errors} errors, other CPU {result.other_cpu:.0%}"
-                )
+        table = bench.measure_rows(rows(bench.seed))
         rss = bench.worker_rss_kib()
         audit_verdict = bench.audit_state()
         log(f"audit chain after the run: {audit_verdict}")
+        bench.stop_server()  # the stock provider gets the machine as the idp had it
+        stock = StockBench(duration=options.duration, warmup=options.warmup, runs=options.runs)
+        stock.prepare()
+        stock.seed_stock()
+        stock.start_server()
+        log(f"stock DOT up on 127.0.0.1:{stock.port}: {stock.command}")
+        stock_table = stock.measure_rows(stock_rows())
+        stock.stop_server()
         scale = {
             name: (small[name], next(r for row, c, r in table if row.name == name and c == CONNECTIONS[0]))
             for name in small
         }
-        text = report(bench, table, scale, rss, audit_verdict, time.monotonic() - started)
+        text = report(bench, table, scale, rss, audit_verdict, time.monotonic() - started, stock, stock_table)
     except HarnessError as error:
         print(f"make bench: {error}", file=sys.stderr)
         return 1
     finally:
-        if bench is not None:
-            bench.stop_server()
+        for started_bench in (bench, stock):
+            if started_bench is not None:
+                started_bench.stop_server()
     print(text)
     partial = RESULTS.with_suffix(".md.tmp")
     partial.write_text(text)
     partial.replace(RESULTS)
     log(
-        f"written to {RESULTS.relative_to(ROOT)}; the database {urlsplit(DATABASE_URL).path[1:]} is left for inspection"
+        f"written to {RESULTS.relative_to(ROOT)}; the databases {database_name(DATABASE_URL)} and "
+        f"{database_name(STOCK_DATABASE_URL)} are left for inspection"
     )
     return 0
 

@@ -56,8 +56,9 @@ KEEP_SECONDS = 60
 # new API key's roles are a change too: it is answered from the database in its first minute.)
 CHANGED_SECONDS = 60
 
-# A user's save that changes nothing an answer holds (sign-in stamps last_login).
-_USER_FIELDS_NOT_ANSWERED = frozenset({"last_login"})
+# A user's save that changes nothing an answer holds: sign-in stamps last_login, and may upgrade
+# the password's hash.
+_USER_FIELDS_NOT_ANSWERED = frozenset({"last_login", "password"})
 
 
 @dataclass(frozen=True)

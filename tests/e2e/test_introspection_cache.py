@@ -127,6 +127,24 @@ def test_a_deactivated_user_or_client_or_a_new_role_shows_in_the_next_answer(
     assert introspect(web, resource_server, user_token) == {"active": False}
 
 
+def test_a_users_sign_in_elsewhere_leaves_the_kept_answers_alone(
+    live_server, rp, alice, resource_server, signing_key, django_assert_num_queries
+):
+    """Signing in stamps last_login (and may upgrade the password's hash): nothing an answer holds,
+    so it must not make every kept answer stale, or each sign-in anywhere would empty the cache."""
+    from django.utils import timezone
+
+    web = Client(REMOTE_ADDR="127.0.0.1")
+    token = tokens_at(rp, alice)["access_token"]
+    answer = introspect(web, resource_server, token)
+
+    alice.last_login = timezone.now()
+    alice.save(update_fields=["last_login"])
+
+    with django_assert_num_queries(0):
+        assert introspect(web, resource_server, token) == answer
+
+
 def test_a_disabled_clients_tokens_are_inactive_at_once(web, machine, resource_server, signing_key):
     token = machine_token(web, machine)
     assert introspect(web, resource_server, token)["active"] is True

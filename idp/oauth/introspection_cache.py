@@ -6,12 +6,14 @@ What an answer depends on, and what makes it stale:
 - the credential itself: DOT revokes a token by deleting the row, on every path (revocation
   endpoint, refresh rotation, reuse detection, sign-out, deactivation, the admin), and an admin may
   edit it; an API key is revoked, rotated, given other roles or deleted by saving it. Each delete or
-  change sets a "changed" marker beside its entry (token_changed, apikey_changed), before the
-  transaction commits and so before any revocation's response is sent. While the marker lives,
-  the entry counts for nothing and the database answers. The marker outlives by far any request
-  that read the row before the change committed, so such a request putting its answer back
-  afterwards changes nothing; a change that rolls back only costs its token the cache until the
-  marker expires;
+  change overwrites the credential's entry with a tombstone and sets a "changed" marker beside it
+  (token_changed, apikey_changed), before the transaction commits (and so before any revocation's
+  response is sent) and again after. While either lives the database answers. An answer is kept
+  only in one step with the check that neither is there (RedisCache.set_unless), so a request that
+  read the row before the change committed cannot write over the tombstone; and it is kept for no
+  longer than a marker set after that request looked would live, so it cannot outlive the marker
+  either. Losing one of the two to eviction still leaves the other (an evicted tombstone takes the
+  stale entry with it);
 - its client, its user and their roles: each entry carries the generation marks of the client
   cache, the role cache (accounts.selectors.MarkedCache) and of users (users_changed), read in the
   same round trip as the entry; any change to any of them makes every entry stale at once.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -51,10 +54,12 @@ USERS_MARK = "idp:introspect-users:mark"
 # Invalidation is by the markers and marks; the lifetime bounds only what an unsignalled change
 # (raw SQL) would leave.
 KEEP_SECONDS = 60
-# Set when the change is made and again when it commits, and longer than any request lasts: a
-# request that read the row before the change committed is over long before its marker goes. (A
-# new API key's roles are a change too: it is answered from the database in its first minute.)
+# How long a change's tombstone and marker live, from the change and again from its commit. (A new
+# API key's roles are a change too: it is answered from the database in its first minute.)
 CHANGED_SECONDS = 60
+# An answer kept by a request expires this long before any marker set after the request looked.
+_KEEP_MARGIN_SECONDS = 2
+TOMBSTONE = 1  # an entry's value after a change; entries are otherwise (marks, kept) pairs
 
 # A user's save that changes nothing an answer holds: sign-in stamps last_login, and may upgrade
 # the password's hash.
@@ -68,13 +73,14 @@ class Lookup:
 
     kept: Any = None
     marks: tuple[str, ...] | None = None
+    looked_at: float = 0.0  # time.monotonic() of the lookup
 
 
 _NOTHING = Lookup()
 
 
 def _enabled() -> bool:
-    return "RedisCache" in settings.CACHES["default"]["BACKEND"]
+    return bool(settings.CACHES["default"]["BACKEND"] == "idp.ops.cache.RedisCache")
 
 
 def checksum_of(token: str) -> str:
@@ -110,9 +116,10 @@ def answer_lookup(*, name: str) -> Lookup:
         return _NOTHING
     key, changed = entry_key(name), changed_key(name)
     mark_keys = _mark_keys()
+    looked_at = time.monotonic()
     try:
         found = cache.get_many([key, changed, *mark_keys])
-        if found.get(changed) is not None:
+        if found.get(changed) is not None or found.get(key) == TOMBSTONE:
             return _NOTHING
         marks = tuple(found.get(name) or _mark_add(name) for name in mark_keys)
     except Exception:  # noqa: BLE001 - any failure of the cache's client: the database answers
@@ -126,7 +133,7 @@ def answer_lookup(*, name: str) -> Lookup:
         kept_marks, kept = entry
         if kept_marks == current:
             return Lookup(kept=kept)
-    return Lookup(marks=current)
+    return Lookup(marks=current, looked_at=looked_at)
 
 
 def _mark_add(name: str) -> str | None:
@@ -138,14 +145,20 @@ def _mark_add(name: str) -> str | None:
 
 def answer_keep(*, name: str, lookup: Lookup, kept: Any, expires_at: datetime | None) -> None:
     """Keep what an active answer read from the database needs (`kept`), under the marks seen before
-    reading it, for at most KEEP_SECONDS and never past `expires_at`."""
+    reading it: unless the credential changed meanwhile (its tombstone or marker is there), for at
+    most KEEP_SECONDS, never past `expires_at`, and never past a marker set after the lookup."""
     if lookup.marks is None:
         return
-    seconds = KEEP_SECONDS if expires_at is None else min(KEEP_SECONDS, int(expires_at.timestamp() - time.time()))
+    since_lookup = math.ceil(time.monotonic() - lookup.looked_at)
+    seconds = min(KEEP_SECONDS, CHANGED_SECONDS - since_lookup - _KEEP_MARGIN_SECONDS)
+    if expires_at is not None:
+        seconds = min(seconds, int(expires_at.timestamp() - time.time()))
     if seconds < 1:
         return
     try:
-        cache.set(entry_key(name), (lookup.marks, kept), timeout=seconds)
+        cast(Any, cache).set_unless(
+            entry_key(name), (lookup.marks, kept), seconds, absent=[changed_key(name)], unless_value=TOMBSTONE
+        )
     except Exception:  # noqa: BLE001 - nothing kept; the next request reads the database again
         logger.warning("shared cache unavailable; introspection answer not kept", exc_info=True)
 
@@ -185,19 +198,20 @@ def _apikeys_mark_changed(public_ids: list[str]) -> None:
 
 
 def _mark_changed(names: list[str]) -> None:
-    """Set the changed markers of these entries now, and again once the change commits (so that they
-    last CHANGED_SECONDS past the commit, however long the transaction took)."""
+    """Overwrite these entries with tombstones and set their changed markers, now and again once the
+    change commits (so that both last CHANGED_SECONDS past the commit, however long the transaction
+    took). Should the second write fail, the first stands, and Django logs the failure as an error."""
     if not names:
         return
-    markers = {changed_key(name): True for name in names}
+    markers = {changed_key(name): True for name in names} | {entry_key(name): TOMBSTONE for name in names}
     cache.set_many(markers, timeout=CHANGED_SECONDS)
     transaction.on_commit(lambda: cache.set_many(markers, timeout=CHANGED_SECONDS), robust=True)
 
 
-def users_changed(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+def users_changed(sender: Any, instance: Any, created: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
     """post_save and post_delete of a user (their username, or is_active: a deactivated user's tokens
-    stop at once): every kept answer is stale from now on."""
-    if update_fields is not None and set(update_fields) <= _USER_FIELDS_NOT_ANSWERED:
+    stop at once): every kept answer is stale from now on. A new user has no answer yet."""
+    if created or (update_fields is not None and set(update_fields) <= _USER_FIELDS_NOT_ANSWERED):
         return
     if _enabled():
         # At once, and again after the commit: a request may read the user before the commit and

@@ -17,7 +17,7 @@ from django.test import Client
 import audit
 from accounts.services import role_grant, user_deactivate
 from idp.oauth import clients
-from idp.oauth.introspection_cache import checksum_of, entry_key, token_entry
+from idp.oauth.introspection_cache import TOMBSTONE, checksum_of, entry_key, token_entry
 from tests.factories import make_machine_client, make_resource_server, role_with, tokens_at
 from tests.ops.processes import gunicorn_start, gunicorn_stop
 
@@ -61,7 +61,7 @@ def introspect(web: Client, resource_server, token: str) -> dict:
 def kept(token: str) -> bool:
     from django.core.cache import cache
 
-    return cache.get(entry_key(token_entry(checksum_of(token)))) is not None
+    return cache.get(entry_key(token_entry(checksum_of(token)))) not in (None, TOMBSTONE)
 
 
 class RoundTrips:
@@ -225,9 +225,9 @@ def owner_key(db):
     owner = make_user()
     role_grant(role=admins, user=owner, actor=SYSTEM)
     issued = apikey_create(name="ci", caller=Caller.operator(SYSTEM), user=owner, role_ids=[admins.pk])
-    # Giving the new key its roles marked it changed: answered from the database for its first
-    # minute (introspection_cache.CHANGED_SECONDS). That minute is over.
-    expire_now(f"*idp:introspect-changed:apikey:{issued.key.public_id}")
+    # Giving the new key its roles marked it changed (a tombstone and a marker): answered from the
+    # database for its first minute (introspection_cache.CHANGED_SECONDS). That minute is over.
+    expire_now(f"*idp:introspect*:apikey:{issued.key.public_id}")
     return issued
 
 
@@ -236,7 +236,7 @@ def key_kept(public_id: str) -> bool:
 
     from idp.oauth.introspection_cache import apikey_entry
 
-    return cache.get(entry_key(apikey_entry(public_id))) is not None
+    return cache.get(entry_key(apikey_entry(public_id))) not in (None, TOMBSTONE)
 
 
 def test_an_api_key_asked_about_again_is_answered_without_the_database_and_its_use_noted(
@@ -283,3 +283,59 @@ def test_a_role_taken_from_the_keys_side_of_the_role_shows_in_the_next_answer(we
     role.api_keys.remove(owner_key.key)
 
     assert introspect(web, resource_server, owner_key.secret)["roles"] == []
+
+
+# --- Races and eviction --------------------------------------------------------------------------
+
+
+def test_an_answer_read_before_a_revocation_committed_never_comes_back(transactional_db, signing_key, monkeypatch):
+    """An introspection reads the row, then the token is revoked (committed, answered), then that
+    introspection gets round to keeping its answer: it must neither show now nor once the
+    revocation's marker has gone. (Lifetimes shortened to seconds, in production's proportions.)"""
+    import time
+
+    from idp.oauth import introspection_cache
+
+    monkeypatch.setattr(introspection_cache, "KEEP_SECONDS", 4)
+    monkeypatch.setattr(introspection_cache, "CHANGED_SECONDS", 4)
+    monkeypatch.setattr(introspection_cache, "_KEEP_MARGIN_SECONDS", 1)
+    web = Client(REMOTE_ADDR="127.0.0.1")
+    machine, resource_server = make_machine_client(), make_resource_server()
+    token = machine_token(web, machine)
+    keep, revoked_at = introspection_cache.answer_keep, []
+
+    def keep_after_a_revocation(**kwargs):
+        if not revoked_at:
+            other = Client(REMOTE_ADDR="127.0.0.2")
+            reply = other.post("/oauth/revoke/", {"token": token}, HTTP_AUTHORIZATION=basic(machine), secure=True)
+            assert reply.status_code == 200
+            revoked_at.append(time.monotonic())
+            time.sleep(1.5)  # this request is slow to keep what it read before the revocation
+        return keep(**kwargs)
+
+    monkeypatch.setattr(introspection_cache, "answer_keep", keep_after_a_revocation)
+    assert introspect(web, resource_server, token)["active"] is True, "read before the revocation"
+    assert introspect(web, resource_server, token) == {"active": False}
+    while time.monotonic() < revoked_at[0] + 4.5:  # the marker's lifetime, and a little more
+        time.sleep(0.1)
+    assert introspect(web, resource_server, token) == {"active": False}
+
+
+@pytest.mark.parametrize("evicted", ["marker", "tombstone"])
+def test_a_revocation_holds_when_redis_evicts_one_of_its_keys(web, machine, resource_server, signing_key, evicted):
+    """A Redis short of memory may evict keys with a lifetime (volatile-lru and the like): the
+    revocation leaves two, and either one alone keeps the revoked answer from coming back."""
+    from django.core.cache import cache
+
+    from idp.oauth.introspection_cache import changed_key
+    from tests.redis_keys import raw_redis
+
+    token = machine_token(web, machine)
+    assert introspect(web, resource_server, token)["active"] is True
+    assert (
+        web.post("/oauth/revoke/", {"token": token}, HTTP_AUTHORIZATION=basic(machine), secure=True).status_code == 200
+    )
+    name = token_entry(checksum_of(token))
+    raw_redis().delete(cache.make_key(changed_key(name) if evicted == "marker" else entry_key(name)))
+
+    assert introspect(web, resource_server, token) == {"active": False}

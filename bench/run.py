@@ -416,20 +416,10 @@ class Bench:
         return (verdict_line[0] if verdict_line else "no output") + ("" if done.returncode == 0 else " (FAILED)")
 
     def stop_server(self) -> None:
-        if self.background is not None and self.background.poll() is None:
-            self.background.send_signal(signal.SIGTERM)
-            try:
-                self.background.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.background.kill()
-                self.background.wait()
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)  # gunicorn's graceful shutdown
-            try:
-                self.server.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        if self.background is not None:
+            terminate(self.background, timeout=10)
+        if self.server is not None:
+            terminate(self.server, timeout=40)  # SIGTERM: gunicorn's graceful shutdown
         if self.server_log is not None:
             self.server_log.close()
 
@@ -617,7 +607,25 @@ class StockBench(Bench):
 
 
 # --- Helpers --------------------------------------------------------------------------------------
-class LockSampler:
+class Poller:
+    """A daemon thread that polls the benchmark's database between start() and stop(): _run."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LockSampler(Poller):
     """Polls the benchmark database while a token row runs: each sample counts the backends
     waiting on a lock, by lock type (advisory, transactionid, tuple, relation, ...). With the audit
     chain sealed off the request path, no request should wait on another's lock."""
@@ -630,17 +638,9 @@ class LockSampler:
     )
 
     def __init__(self) -> None:
+        super().__init__()
         self.samples = 0
         self.waits: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         name = urlsplit(DATABASE_URL).path.lstrip("/")
@@ -788,6 +788,18 @@ def recreate_database(url: str) -> None:
     with psycopg.connect(urlsplit(url)._replace(path="/postgres").geturl(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def terminate(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def procfile_command(process: str) -> str:

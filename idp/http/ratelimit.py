@@ -27,7 +27,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import limits
 import redis
@@ -282,32 +282,40 @@ def _windows(checks: list[_Check]) -> Refusal | None:
 
 def _redis_windows(storage: RedisStorage, wanted: list[tuple[_Check, limits.RateLimitItem]]) -> list[bool]:
     """MovingWindowRateLimiter.hit and .test, for several windows in one pipeline. EVALSHA of the
-    storage's registered scripts; loaded once (SCRIPT LOAD) when Redis does not know them yet."""
+    storage's registered scripts; when Redis does not know them (a restart, SCRIPT FLUSH), they are
+    loaded and only the windows that were refused for it are sent again, so none is spent twice."""
     connection = cast(redis.Redis, storage.get_connection())
-    for attempt in (1, 2):
-        pipe = connection.pipeline(transaction=False)
-        now = time.time()
-        for check, item in wanted:
-            key = storage.prefixed_key(item.key_for(check.rule, check.identity))
-            expiry, amount = item.get_expiry(), item.amount
-            if check.spend:
-                pipe.evalsha(storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1)
-            else:
-                pipe.evalsha(storage.lua_moving_window.sha, 1, key, now - expiry, amount)
-        replies = pipe.execute(raise_on_error=False)
-        if attempt == 1 and any(isinstance(reply, NoScriptError) for reply in replies):
-            for script in (storage.lua_acquire_moving_window, storage.lua_moving_window):
-                script.sha = connection.script_load(script.script)
-            continue
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        # A test (the library's get_moving_window): [oldest, count] or nothing in the window.
-        return [
-            bool(reply) if check.spend else (int(reply[1]) if reply else 0) <= item.amount - 1
-            for (check, item), reply in zip(wanted, replies, strict=True)
-        ]
-    raise AssertionError("unreachable")  # pragma: no cover
+    now = time.time()
+    replies = _windows_send(storage, connection, wanted, now)
+    unknown = [at for at, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if unknown:
+        for script in (storage.lua_acquire_moving_window, storage.lua_moving_window):
+            script.sha = connection.script_load(script.script)
+        again = _windows_send(storage, connection, [wanted[at] for at in unknown], now)
+        for at, reply in zip(unknown, again, strict=True):
+            replies[at] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    # A test (the library's get_moving_window): [oldest, count] or nothing in the window.
+    return [
+        bool(reply) if check.spend else (int(reply[1]) if reply else 0) <= item.amount - 1
+        for (check, item), reply in zip(wanted, replies, strict=True)
+    ]
+
+
+def _windows_send(
+    storage: RedisStorage, connection: redis.Redis, wanted: list[tuple[_Check, limits.RateLimitItem]], now: float
+) -> list[Any]:
+    pipe = connection.pipeline(transaction=False)
+    for check, item in wanted:
+        key = storage.prefixed_key(item.key_for(check.rule, check.identity))
+        expiry, amount = item.get_expiry(), item.amount
+        if check.spend:
+            pipe.evalsha(storage.lua_acquire_moving_window.sha, 1, key, now, amount, expiry, 1)
+        else:
+            pipe.evalsha(storage.lua_moving_window.sha, 1, key, now - expiry, amount)
+    return list(pipe.execute(raise_on_error=False))
 
 
 class ApiRateLimited(Throttled):

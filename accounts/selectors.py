@@ -44,14 +44,21 @@ class MarkedCache:
         # Invalidation is by the mark; the timeout bounds what an unsignalled bulk update() leaves.
         self.seconds = seconds
 
+    def entry_key(self, key: str) -> str:
+        # Hashed: a key may hold whatever a request said, of any length and alphabet.
+        return self.entry_prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def read_names(self, key: str) -> list[str]:
+        """The cache entries get_or_read(key) reads, in one get_many (to read them ahead)."""
+        return [self.mark_key, self.entry_key(key)]
+
     def get_or_read(self, key: str, read: Callable[[], T | None]) -> T | None:
         """The cached value for key, else read() (a None from it is not kept)."""
         if "RedisCache" not in settings.CACHES["default"]["BACKEND"]:
             return read()
-        # Hashed: a key may hold whatever a request said, of any length and alphabet.
-        entry_key = self.entry_prefix + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        entry_key = self.entry_key(key)
         try:
-            found = cache.get_many([self.mark_key, entry_key])
+            found = cache.get_many(self.read_names(key))
         except Exception:  # noqa: BLE001 - any failure of the cache's client: read, keep nothing
             logger.warning("shared cache unavailable; %s read from the database", self.entry_prefix, exc_info=True)
             return read()

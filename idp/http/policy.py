@@ -46,6 +46,9 @@ class Endpoint:
     single_valued_params: bool = False  # RFC 6749 §3.1: a parameter given twice is a 400
     inline_styles: bool = False  # CSP style-src 'unsafe-inline' (library pages that need it)
     https_only: bool = True  # plain http is redirected to https in production (not for probes)
+    # The cache entries the view will read, named from the request alone: read in the rate-limit
+    # round trip before the view (idp.ops.cache, reading ahead). Must not raise.
+    read_ahead: Callable[[HttpRequest], list[str]] | None = None
 
     def rate_group(self, method: str | None) -> str | None:
         if self.rate is None or (self.rate_methods is not None and method not in self.rate_methods):

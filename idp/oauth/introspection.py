@@ -3,7 +3,6 @@ answered to resource servers (idp.oauth.views.introspect)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from datetime import datetime
 from typing import Any
@@ -70,7 +69,7 @@ def token_introspect(*, token: str, token_type_hint: str | None, issuer: str, cl
     (another client gets the answer of an unknown token)."""
     if access_tokens.is_jwt(token):
         return _introspect_jwt_access_token(token, issuer)
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    checksum = introspection_cache.checksum_of(token)
     lookups = [_introspect_access_token_kept, _introspect_refresh_token]
     if token_type_hint == "refresh_token":
         lookups.reverse()

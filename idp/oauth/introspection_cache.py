@@ -45,6 +45,7 @@ from accounts.selectors import access_cache
 from apikeys.models import ApiKey
 from idp.models import AccessToken
 from idp.oauth.clients import client_cache
+from idp.ops.cache import read_ahead_at
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +110,23 @@ def _mark_keys() -> list[str]:
     return [access_cache.mark_key, client_cache.mark_key, USERS_MARK]
 
 
+def lookup_names(name: str) -> list[str]:
+    """The cache entries answer_lookup(name=name) reads, in one get_many (to read them ahead)."""
+    return [entry_key(name), changed_key(name), *_mark_keys()]
+
+
 def answer_lookup(*, name: str) -> Lookup:
     """The entry `name` (token_entry, apikey_entry), its changed marker and the current marks, in
-    one round trip."""
+    one round trip (or from the request's read-ahead: idp.ops.cache)."""
     if not _enabled():
         return _NOTHING
-    key, changed = entry_key(name), changed_key(name)
-    mark_keys = _mark_keys()
-    looked_at = time.monotonic()
+    names = lookup_names(name)
+    key, changed, mark_keys = names[0], names[1], names[2:]
+    # When they were read: an answer kept now must not outlive a marker set after that.
+    read_at = read_ahead_at(names)
+    looked_at = read_at if read_at is not None else time.monotonic()
     try:
-        found = cache.get_many([key, changed, *mark_keys])
+        found = cache.get_many(names)
         if found.get(changed) is not None or found.get(key) == TOMBSTONE:
             return _NOTHING
         marks = tuple(found.get(name) or _mark_add(name) for name in mark_keys)

@@ -107,6 +107,36 @@ def test_the_client_bucket_still_limits_the_authenticated_client(live_server, li
     assert (AccessToken.objects.count(), AuditEvent.objects.count()) == (tokens, events)
 
 
+@pytest.mark.parametrize("endpoint", ["token", "introspect", "revoke"])
+def test_a_place_held_for_the_named_client_is_given_back_when_the_request_goes_no_further(
+    live_server, limits, machine, endpoint
+):
+    """Before the view, a request naming a client in HTTP Basic holds a place in that client's bucket
+    (idp.http.ratelimit: one round trip for the windows). A request refused by its address's window
+    never proves itself and gives the place back; a wrong secret gives it back; only the client's
+    own requests keep one."""
+    limits[f"{endpoint}.ip"] = "1/minute"
+    limits[f"{endpoint}.client"] = "3/minute"
+    machine.application.is_resource_server = True  # introspection answers resource servers only
+    machine.application.save(update_fields=["is_resource_server"])
+    path = {"token": "/oauth/token/", "introspect": "/oauth/introspect/", "revoke": "/oauth/revoke/"}[endpoint]
+    data = {"grant_type": "client_credentials", "scope": "profile"} if endpoint == "token" else {"token": "x" * 30}
+    client_id = machine.application.client_id
+
+    def send(address: str, secret: str = machine.client_secret) -> int:
+        return requests.post(
+            live_server.url + path, data=data, auth=(client_id, secret), headers=from_address(address), timeout=10
+        ).status_code
+
+    assert send("192.0.2.1") == 200
+    assert [send("192.0.2.1") for _ in range(5)] == [429] * 5  # the address's window: refused before the view
+    assert send("192.0.2.2", "wrong") == 401
+    assert send("192.0.2.3") == 200
+    assert send("192.0.2.4") == 200  # the client's third: none of the refused or failed requests kept one
+    assert send("192.0.2.5") == 429  # its fourth: over its own bucket
+    assert send("192.0.2.6", "wrong") == 401  # a wrong secret is told it is wrong, whatever the bucket
+
+
 def test_authorization_requests_naming_a_client_do_not_throttle_its_users(live_server, limits, signing_key):
     limits["authorize.client"] = "3/minute"  # the bucket the attack filled, gone
     issued = make_client(redirect_uris=[REDIRECT_URI])

@@ -11,10 +11,18 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from idp.http.policy import endpoint
+from idp.oauth.clients import client_read_ahead
 from idp.oauth.views.token import basic_challenge
 
 
-@endpoint(rate="revoke", cache="no-store", cors=True, errors="json", single_valued_params=True)
+@endpoint(
+    rate="revoke",
+    cache="no-store",
+    cors=True,
+    errors="json",
+    single_valued_params=True,
+    read_ahead=client_read_ahead,
+)
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("token", "client_secret"), name="dispatch")
 class RevokeTokenView(dot_views.RevokeTokenView):

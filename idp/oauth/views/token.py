@@ -13,6 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 
 from idp.http.policy import endpoint
+from idp.oauth.clients import client_read_ahead
 from idp.oauth.validator import token_request_opened
 
 
@@ -25,7 +26,15 @@ def basic_challenge(request: HttpRequest, response: HttpResponse) -> HttpRespons
     return response
 
 
-@endpoint(rate="token", rate_methods=("POST",), cache="no-store", cors=True, errors="json", single_valued_params=True)
+@endpoint(
+    rate="token",
+    rate_methods=("POST",),
+    cache="no-store",
+    cors=True,
+    errors="json",
+    single_valued_params=True,
+    read_ahead=client_read_ahead,
+)
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token"), name="dispatch")
 class TokenView(dot_views.TokenView):

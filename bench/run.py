@@ -8,15 +8,18 @@ What it does, in order (docs/performance.md explains the why):
 3. The server exactly as the Procfile's `web:` line starts it, IDP_ENV=production, on a free
    loopback port; wrk (Lua: bench/lua/bench.lua) sends what the TLS proxy would forward.
 4. Introspection (opaque token, API key) with 1,000 stored; then fillers up to 1,000,000 of each,
-   and the single-use codes and refresh tokens; then every row, floors first.
-   The periodic work of beat runs beside it (bench.background: the audit sealer every second, the
-   writer of API keys' last uses every 10 s); during the rows that issue
+   and the single-use codes and refresh tokens.
+5. The yardstick started beside it: a stock django-oauth-toolkit provider (bench/stock/: the
+   pinned DOT, its default settings but plain client secrets) in its own database
+   (idp_bench_stock, dropped first), seeded with 1,000 access tokens, served by the same gunicorn
+   command on another port (idle while the idp is measured, and the other way round).
+6. Every row, floors first. A row with a target is measured in pairs: each of its runs just after
+   a run of its floor, and of its stock DOT row where it has one, and its ratio is the median of
+   the run-by-run ratios, so that a host whose speed drifts (a shared virtual machine) slows both
+   halves of a pair alike. The periodic work of beat runs beside it (bench.background: the audit
+   sealer every second, the writer of API keys' last uses every 10 s); during the rows that issue
    tokens a thread samples the database's lock waits (pg_stat_activity, pg_locks).
-5. The idp's server and the background loop stopped; then the yardstick: a stock
-   django-oauth-toolkit provider (bench/stock/: the pinned DOT, its default settings but plain
-   client secrets) in its own database (idp_bench_stock, dropped first), seeded with 1,000 access
-   tokens, served by the same gunicorn command, measured at the same connections and runs.
-6. One table to stdout and bench/results/latest.md, the comparison with stock DOT, the lock
+7. One table to stdout and bench/results/latest.md, the comparison with stock DOT, the lock
    waits, verify_audit's verdict on the chain, the web workers' memory.
 
 Exit status 0 when the harness ran, whatever the numbers (the table says FAIL); 1 when the harness
@@ -125,6 +128,14 @@ class Row:
 @dataclass
 class Result:
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # A partner's runs (its floor, its stock DOT row), each measured just before one of these runs:
+    # partner name -> this run's req/s over the partner's, run by run.
+    paired: dict[str, list[float]] = field(default_factory=dict)
+
+    def ratio(self, partner: str) -> float | None:
+        """The median of the run-by-run ratios to `partner`, if it was measured in pairs."""
+        ratios = self.paired.get(partner)
+        return statistics.median(ratios) if ratios else None
 
     def median(self, key: str) -> float:
         return statistics.median(run[key] for run in self.runs)
@@ -548,30 +559,54 @@ class Bench:
             more = max(self.single_use_needed(rate), wanted)
             self.extend(self.seed["scale"], more, f"top up {more:,} codes and refreshes ({row.name} is fast)")
 
-    def measure(self, row: Row, connections: int, runs: int) -> Result:
+    def measure(self, row: Row, connections: int, runs: int, partners: list[Partner] | None = None) -> Result:
+        """`runs` runs of the row, each just after one run of each partner (ratios run by run: a host
+        that slows down between two runs slows both halves of a pair alike)."""
+        partners = partners or []
         if self.warmup:
+            for partner in partners:
+                partner.bench.wrk(partner.row, connections, self.warmup)
             self.wrk(row, connections, self.warmup)  # warm-up: connections, caches, pools; not kept
         result = Result()
         for _ in range(runs):
-            result.runs.append(self.wrk(row, connections, self.duration))
-        assert self.server is not None
-        if self.server.poll() is not None:
-            raise HarnessError(f"the server exited during {row.name}:\n{tail(self.path('server.log'))}")
+            before = [(partner, partner.bench.wrk(partner.row, connections, self.duration)) for partner in partners]
+            run = self.wrk(row, connections, self.duration)
+            result.runs.append(run)
+            for partner, theirs in before:
+                partner.runs.setdefault(connections, Result()).runs.append(theirs)
+                result.paired.setdefault(partner.row.name, []).append(run["rps"] / theirs["rps"])
+        for bench in (self, *(partner.bench for partner in partners)):
+            assert bench.server is not None
+            if bench.server.poll() is not None:
+                raise HarnessError(f"the server exited during {row.name}:\n{tail(bench.path('server.log'))}")
         return result
 
-    def measure_rows(self, rows: list[Row]) -> list[tuple[Row, int, Result]]:
-        """Each row checked, then at each number of connections: `runs` runs at 32, one at 8."""
+    def measure_rows(
+        self, rows: list[Row], partners: Callable[[Row], list[Partner]] = lambda row: []
+    ) -> list[tuple[Row, int, Result]]:
+        """Each row checked, then at each number of connections: `runs` runs at 32, one at 8, each
+        paired with a run of each of the row's partners."""
         table: list[tuple[Row, int, Result]] = []
         for row in rows:
             self.check(row)
             for conns in CONNECTIONS:
-                result = self.measure(row, conns, self.runs if conns == CONNECTIONS[0] else 1)
+                result = self.measure(row, conns, self.runs if conns == CONNECTIONS[0] else 1, partners(row))
                 table.append((row, conns, result))
                 log(
                     f"{row.name} at {conns}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
                     f"p99 {result.p99_ms:.1f} ms, {result.errors} errors, other CPU {result.other_cpu:.0%}"
                 )
         return table
+
+
+@dataclass
+class Partner:
+    """A row measured beside another, run for run: its floor (on the same server) or its stock DOT
+    row (on the stock server, up at the same time). Its runs are collected by connections."""
+
+    bench: Bench
+    row: Row
+    runs: dict[int, Result] = field(default_factory=dict)
 
 
 class StockBench(Bench):
@@ -901,6 +936,9 @@ def report(
         f"- Server (the Procfile's `web:`, IDP_ENV=production): `{bench.command}`",
         f"- Each row: {bench.warmup:g} s warm-up (not kept), then {bench.duration:g} s measured; at 32 connections "
         f"the median of {bench.runs} runs (errors: their sum), at 8 connections one run",
+        "- ×floor (and ×stock below): each of the row's runs is measured just after a run of its floor (and of its "
+        "stock DOT row), and the ratio is the median of the run-by-run ratios; the floors' own lines are their "
+        "separate runs",
         f"- Stored: {bench.large:,} access tokens and {bench.large:,} API keys, plus the single-use codes and "
         "refresh tokens; the scale table compares with 1,000",
         f"- Wall time of the whole run (setup, seeding, all rows): {elapsed / 60:.1f} min",
@@ -910,7 +948,9 @@ def report(
     ]
     for row, conns, result in table:
         floor = floors.get((row.floor, conns)) if row.floor else None
-        ratio = result.rps / floor.rps if floor else None
+        ratio = result.ratio(row.floor) if row.floor else None
+        if ratio is None and floor is not None:
+            ratio = result.rps / floor.rps
         ratio_text = f"{ratio:.2f} {row.floor}" if ratio is not None else "—"
         target_text, passed = "—", ""
         if conns == CONNECTIONS[0]:
@@ -993,7 +1033,8 @@ def against_stock(
         "",
         "Against stock django-oauth-toolkit: the pinned DOT with its default settings but plain client secrets "
         f"(bench/stock/), {stock.large:,} access tokens stored (the idp rows above: {bench.large:,}), in its own "
-        f"database on the same PostgreSQL, served by `{stock.command}`; the same warm-up, durations and runs. "
+        f"database on the same PostgreSQL, served by `{stock.command}` beside the idp's server; its runs are "
+        "paired with the idp rows' runs (one just before each), with the same warm-up, durations and connections. "
         f"Target: client_credentials and opaque-token introspection at least {STOCK_TARGET:g}× stock at "
         f"{CONNECTIONS[0]} connections. Stock DOT has no API keys: API-key introspection is set against its "
         "opaque-token introspection, for information, as are the 8-connection figures.",
@@ -1014,7 +1055,9 @@ def against_stock(
     for name, stock_name, applies in AGAINST_STOCK:
         for conns in CONNECTIONS:
             ours, theirs = idp[(name, conns)], measured[(stock_name, conns)]
-            ratio = ours.rps / theirs.rps if theirs.rps else math.inf
+            ratio = ours.ratio(stock_name)
+            if ratio is None:
+                ratio = ours.rps / theirs.rps if theirs.rps else math.inf
             target_text, passed = "—", ""
             if applies and conns == CONNECTIONS[0]:
                 target_text, passed = f"≥ {STOCK_TARGET:g}× stock", verdict(ratio >= STOCK_TARGET)
@@ -1059,18 +1102,36 @@ def main() -> int:
                 f"other CPU {small[name].other_cpu:.0%}"
             )
         bench.seed_large()
-        table = bench.measure_rows(rows(bench.seed))
-        rss = bench.worker_rss_kib()
-        audit_verdict = bench.audit_state()
-        log(f"audit chain after the run: {audit_verdict}")
-        bench.stop_server()  # the stock provider gets the machine as the idp had it
+        # The yardstick, up beside the idp's server (idle while the idp is measured, and the other
+        # way round), so that each idp row it is set against is measured run for run with it.
         stock = StockBench(duration=options.duration, warmup=options.warmup, runs=options.runs)
         stock.prepare()
         stock.seed_stock()
         stock.start_server()
         log(f"stock DOT up on 127.0.0.1:{stock.port}: {stock.command}")
-        stock_table = stock.measure_rows(stock_rows())
+        stock_by_name = {row.name: row for row in stock_rows()}
+        for stock_row in stock_by_name.values():
+            stock.check(stock_row)
+        idp_rows = rows(bench.seed)
+        idp_by_name = {row.name: row for row in idp_rows}
+        floors = {name: Partner(bench, idp_by_name[name]) for name in ("floor-hello", "floor-db")}
+        yardsticks = {name: Partner(stock, row) for name, row in stock_by_name.items()}
+
+        def partners(row: Row) -> list[Partner]:
+            paired = [floors[row.floor]] if row.floor else []
+            return paired + [yardsticks[theirs] for ours, theirs, _ in AGAINST_STOCK if ours == row.name]
+
+        table = bench.measure_rows(idp_rows, partners)
+        stock_table = [
+            (partner.row, conns, partner.runs[conns]) for partner in yardsticks.values() for conns in CONNECTIONS
+        ]
+        for row, conns, result in stock_table:
+            log(f"{row.name} at {conns}: {result.rps:,.0f} req/s (its runs paired with the idp's)")
         stock.stop_server()
+        rss = bench.worker_rss_kib()
+        audit_verdict = bench.audit_state()
+        log(f"audit chain after the run: {audit_verdict}")
+        bench.stop_server()
         scale = {
             name: (small[name], next(r for row, c, r in table if row.name == name and c == CONNECTIONS[0]))
             for name in small

@@ -157,6 +157,14 @@ def candidates() -> list[Server]:
     )
     return [
         Server("gunicorn sync", procfile_gunicorn(), gunicorn_hooks=True),
+        # More sync workers than cores: a worker waiting on PostgreSQL (a commit's WAL flush) or
+        # Redis leaves its core to another (gunicorn's docs suggest 2 × cores + 1).
+        *(
+            Server(
+                f"gunicorn sync, {workers} workers", procfile_gunicorn("--workers", str(workers)), gunicorn_hooks=True
+            )
+            for workers in (3, 4, 5)
+        ),
         *(
             Server(
                 f"gunicorn gthread ×{threads}",

@@ -15,18 +15,7 @@ from accounts.selectors import Caller
 from idp.models import AccessToken
 from idp.oauth import clients
 from idp.oauth.introspection_cache import checksum_of, entry_key, token_entry
-from tests.factories import make_machine_client, make_public_client, make_resource_server
-
-
-@pytest.fixture
-def machine(db):
-    return make_machine_client()
-
-
-@pytest.fixture
-def resource_server(db):
-    """A confidential client that only calls introspection, as an API gateway would."""
-    return make_resource_server()
+from tests.factories import make_public_client
 
 
 def endpoint(live_server, path: str) -> str:

@@ -11,7 +11,7 @@ import audit
 from accounts.selectors import Caller
 from accounts.services import admin_role_ensure, role_grant
 from apikeys.services import apikey_create
-from tests.factories import make_machine_client, make_resource_server, tokens_at
+from tests.factories import make_machine_client, tokens_at
 
 
 def introspect(live_server, issued, token: str, **extra: str) -> requests.Response:
@@ -21,11 +21,6 @@ def introspect(live_server, issued, token: str, **extra: str) -> requests.Respon
         auth=(issued.application.client_id, issued.client_secret),
         timeout=10,
     )
-
-
-@pytest.fixture
-def resource_server(db):
-    return make_resource_server()
 
 
 @pytest.fixture

@@ -30,16 +30,6 @@ def basic(issued) -> str:
 
 
 @pytest.fixture
-def machine(db):
-    return make_machine_client()
-
-
-@pytest.fixture
-def resource_server(db):
-    return make_resource_server()
-
-
-@pytest.fixture
 def web():
     return Client(REMOTE_ADDR="127.0.0.1")
 

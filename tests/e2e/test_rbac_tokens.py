@@ -16,7 +16,7 @@ from accounts.models import RoleAssignment
 from accounts.services import role_create, role_grant, role_revoke
 from idp.models import AccessToken
 from tests.conftest import REDIRECT_URI
-from tests.factories import make_client, make_machine_client, make_resource_server, relying_party, sign_in_at
+from tests.factories import make_client, make_machine_client, relying_party, sign_in_at
 from tests.relying_party import RelyingParty
 
 SYSTEM = audit.Actor.system("tests")
@@ -31,12 +31,6 @@ def app(db):
 @pytest.fixture
 def roles_rp(live_server, signing_key, app):
     return relying_party(live_server.url, app)
-
-
-@pytest.fixture
-def resource_server(db):
-    """A confidential client that only introspects, as an API gateway would."""
-    return make_resource_server()
 
 
 @pytest.fixture

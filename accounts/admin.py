@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 import audit
-from accounts.models import MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
+from accounts.models import MANAGEMENT_PERMISSIONS, MFA_RESET, Permission, Role, RoleAssignment, User
 from accounts.selectors import (
     Access,
     Caller,
@@ -135,6 +135,10 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
     )
     readonly_fields = ("updated_at", "effective_roles", "effective_permissions")
     inlines = [UserRoleAssignmentInline]
+    # Resetting someone's second factors is idp's (idp.mfa), which accounts does not import: idp.admin
+    # adds it to the site as a disabled site-wide action, and naming it here enables it on this page
+    # only (Django's documented way). Offered only to who holds idp.mfa.reset (has_mfa_reset_permission).
+    actions = ["reset_second_factors"]
     # What makes someone more than they are: only a superuser sets these.
     PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
@@ -161,6 +165,11 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
         if user.is_staff or user.is_superuser:
             return False
         return caller_holds(caller=admin_caller(request), carries=holdings_of(user_id=user.pk))
+
+    def has_mfa_reset_permission(self, request: HttpRequest) -> bool:
+        """Whether the person at the admin holds idp.mfa.reset (through a global role; a superuser
+        holds everything): the permission the management API asks for the same reset."""
+        return admin_caller(request).holds([MFA_RESET])
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         # Deactivating someone (the is_active box) must not leave nobody able to administer.
@@ -306,7 +315,7 @@ class RoleKindFilter(admin.SimpleListFilter):
 class RoleForm(forms.ModelForm):
     class Meta:
         model = Role
-        fields = ["name", "description", "application", "permissions"]
+        fields = ["name", "description", "application", "permissions", "require_mfa"]
         labels = {"application": "client"}
 
     def clean(self) -> dict[str, Any]:
@@ -324,8 +333,8 @@ class RoleForm(forms.ModelForm):
 @admin.register(Role)
 class RoleAdmin(admin.ModelAdmin):
     form = RoleForm
-    list_display = ["name", "client", "permission_count", "description"]
-    list_filter = [RoleKindFilter, ("application", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["name", "client", "permission_count", "require_mfa", "description"]
+    list_filter = [RoleKindFilter, ("application", admin.RelatedOnlyFieldListFilter), "require_mfa"]
     search_fields = ["name", "description", "application__name", "application__client_id"]
     filter_horizontal = ["permissions"]
     autocomplete_fields = ["application"]
@@ -339,7 +348,7 @@ class RoleAdmin(admin.ModelAdmin):
         )
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        fields = ("name", "description", "application", "permissions")
+        fields = ("name", "description", "application", "permissions", "require_mfa")
         return (*fields, "holders") if obj else fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -366,19 +375,25 @@ class RoleAdmin(admin.ModelAdmin):
         permissions = [permission.codename for permission in form.cleaned_data["permissions"]]
         if change:
             role_update(
-                role_id=obj.pk, description=obj.description, permissions=permissions, actor=caller.actor, caller=caller
+                role_id=obj.pk,
+                description=obj.description,
+                permissions=permissions,
+                require_mfa=obj.require_mfa,
+                actor=caller.actor,
+                caller=caller,
             )
-            return
-        created = role_create(
-            name=obj.name,
-            description=obj.description,
-            application=obj.application,
-            permissions=permissions,
-            actor=caller.actor,
-            caller=caller,
-        )
-        obj.pk = created.pk
-        obj._state.adding = False
+        else:
+            created = role_create(
+                name=obj.name,
+                description=obj.description,
+                application=obj.application,
+                permissions=permissions,
+                require_mfa=obj.require_mfa,
+                actor=caller.actor,
+                caller=caller,
+            )
+            obj.pk = created.pk
+            obj._state.adding = False
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         pass  # the permissions were set by role_create / role_update, audited; there are no inlines

@@ -174,6 +174,7 @@ CLIENTS_READ = "idp.clients.read"
 CLIENTS_MANAGE = "idp.clients.manage"
 AUDIT_READ = "audit.read"
 APIKEYS_MANAGE = "idp.apikeys.manage"
+MFA_RESET = "idp.mfa.reset"
 MANAGEMENT_PERMISSIONS = {
     USERS_READ: "List users.",
     USERS_MANAGE: "Create and deactivate users.",
@@ -182,6 +183,7 @@ MANAGEMENT_PERMISSIONS = {
     CLIENTS_READ: "List clients.",
     CLIENTS_MANAGE: "Register clients, rotate their secrets and disable them.",
     AUDIT_READ: "Read the audit trail.",
+    MFA_RESET: "Reset a user's second factors (the user enrols again).",
     APIKEYS_MANAGE: "See every API key and revoke any; rotate and reveal machine clients' keys carrying "
     "no more than one holds oneself.",
 }
@@ -223,6 +225,11 @@ class Role(models.Model):
         help_text="The client this role belongs to; empty for a global role.",
     )
     permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
+    require_mfa = models.BooleanField(
+        "require a second factor",
+        default=False,
+        help_text="Holders of this role sign in with a second factor; one without enrols right after the password.",
+    )
 
     class Meta:
         ordering = ["name"]

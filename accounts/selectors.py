@@ -381,3 +381,9 @@ def client_get(*, client_id: str) -> Any:
     """The client (the swappable OAuth application model) with this client_id; raises its
     DoesNotExist."""
     return get_application_model().objects.get(client_id=client_id)
+
+
+def user_requires_mfa(*, user_id: int) -> bool:
+    """Whether a role the user holds (global or any client's, directly or through a group)
+    requires a second factor of its holders."""
+    return subject_roles(user_id=user_id, all_clients=True).filter(require_mfa=True).exists()

@@ -50,15 +50,18 @@ def administration_kept(caller: Caller | None) -> Iterator[None]:
         raise PermissionDenied("this would leave nobody holding every management permission")
 
 
-def _refuse_admin_role_change(role: Role, *, wanted: set[str] | None) -> None:
-    """The built-in idp-admin role always holds every management permission and is never deleted
-    (wanted None): it is how a provider is administered and recovered."""
+def _refuse_admin_role_change(role: Role, *, wanted: set[str] | None, require_mfa: bool | None = None) -> None:
+    """The built-in idp-admin role always holds every management permission, requires a second
+    factor of its holders and is never deleted (wanted None): it is how a provider is administered
+    and recovered."""
     if role.name != ADMIN_ROLE or role.application_id is not None:
         return
     if wanted is None:
         raise PermissionDenied(f"the built-in role {ADMIN_ROLE} cannot be deleted")
     if not set(MANAGEMENT_PERMISSIONS) <= wanted:
         raise PermissionDenied(f"the built-in role {ADMIN_ROLE} keeps every management permission")
+    if require_mfa is False:
+        raise PermissionDenied(f"the built-in role {ADMIN_ROLE} always requires a second factor")
 
 
 @transaction.atomic
@@ -199,14 +202,16 @@ def role_create(
     application: Any = None,
     permissions: Iterable[str] = (),
     caller: Caller | None = None,
+    require_mfa: bool = False,
 ) -> Role:
     """A global role, or a client's own role with application. Unknown permissions are created,
-    except for a caller, who can only bundle permissions they hold (so they exist)."""
+    except for a caller, who can only bundle permissions they hold (so they exist). require_mfa:
+    its holders sign in with a second factor."""
     permissions = sorted(set(permissions))
     _refuse_unless_held(caller, permissions, "create")
     if Role.objects.filter(name=name, application=application).exists():
         raise ValidationError({"name": "a role with this name already exists"})
-    role = Role(name=name, description=description, application=application)
+    role = Role(name=name, description=description, application=application, require_mfa=require_mfa)
     role.full_clean()
     role.save()
     role.permissions.set([permission_ensure(codename=codename, actor=actor) for codename in permissions])
@@ -215,7 +220,7 @@ def role_create(
         actor=actor,
         target=audit.Target.of(role),
         client_id=application.client_id if application is not None else "",
-        data={"name": name, "permissions": permissions},
+        data={"name": name, "permissions": permissions} | ({"require_mfa": True} if require_mfa else {}),
     )
     return role
 
@@ -228,15 +233,21 @@ def role_update(
     description: str | None = None,
     permissions: Iterable[str] | None = None,
     caller: Caller | None = None,
+    require_mfa: bool | None = None,
 ) -> Role:
-    """Change a role's description and/or replace its permissions (None leaves either as it is).
-    A caller must hold every permission the role has before and after. No change records nothing."""
+    """Change a role's description, replace its permissions and/or whether its holders need a
+    second factor (None leaves each as it is). A caller must hold every permission the role has
+    before and after. No change records nothing."""
     role = Role.objects.select_for_update(no_key=True).get(pk=role_id)
     current = _codenames(role)
     wanted = current if permissions is None else set(permissions)
     _refuse_unless_held(caller, current | wanted, "change")
-    _refuse_admin_role_change(role, wanted=wanted)
+    _refuse_admin_role_change(role, wanted=wanted, require_mfa=require_mfa)
     changes: dict[str, Any] = {}
+    if require_mfa is not None and require_mfa != role.require_mfa:
+        role.require_mfa = require_mfa
+        role.save(update_fields=["require_mfa"])
+        changes["require_mfa"] = require_mfa
     if description is not None and description != role.description:
         role.description = description
         role.full_clean()
@@ -288,12 +299,16 @@ def admin_role_ensure(*, actor: audit.Actor) -> Role:
     ]
     role = Role.objects.filter(name=ADMIN_ROLE, application__isnull=True).first()
     if role is None:
-        return role_create(
+        role = role_create(
             name=ADMIN_ROLE,
             description="Administers this identity provider through its management API.",
             permissions=list(MANAGEMENT_PERMISSIONS),
             actor=actor,
         )
+        # Its holders administer the provider: they sign in with a second factor (migration 0008).
+        Role.objects.filter(pk=role.pk).update(require_mfa=True)
+        role.require_mfa = True
+        return role
     role.permissions.add(*permissions)
     return role
 

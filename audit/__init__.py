@@ -47,6 +47,12 @@ class Action(StrEnum):
     APIKEY_REVOKED = "apikey.revoked"
     APIKEY_EXPIRED = "apikey.expired"
     APIKEY_SCHEDULED = "apikey.scheduled"
+    MFA_ENROLLED = "mfa.enrolled"
+    MFA_REMOVED = "mfa.removed"
+    MFA_RESET = "mfa.reset"
+    MFA_CHALLENGE_FAILED = "mfa.challenge_failed"
+    MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
+    MFA_RECOVERY_CODES_REGENERATED = "mfa.recovery_codes_regenerated"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -18,10 +19,11 @@ from oauth2_provider import admin as dot_admin
 from oauth2_provider.admin import ApplicationAdmin
 
 import audit
-from accounts.models import Role, RoleAssignment, User
+from accounts.models import MFA_RESET, Role, RoleAssignment, User
 from accounts.selectors import Caller, caller_for_person, caller_holds
 from accounts.services import administration_kept, caller_holds_check, role_grant, role_revoke
 from idp.http.cors import origin_validate
+from idp.mfa import factors
 from idp.models import Application, Consent, SigningKey
 from idp.oauth import clients, consent, tokens
 
@@ -57,6 +59,7 @@ class ClientForm(forms.ModelForm):
             "access_token_audience",
             "is_active",
             "is_resource_server",
+            "require_mfa",
         ]
         help_texts = {
             "allowed_origins": "Space-separated origins (https://app.example.com) whose pages may call the token, "
@@ -140,8 +143,16 @@ class ClientAdmin(ApplicationAdmin):
     # DOT's ApplicationAdmin is unannotated: mypy takes the types of its own values (its form
     # class, a tuple of two fields) for the attributes' types.
     form = ClientForm  # type: ignore[assignment]
-    list_display = ("name", "client_id", "client_type", "authorization_grant_type", "is_active", "created")
-    list_filter = ("client_type", "authorization_grant_type", "is_active", "skip_authorization")
+    list_display = (
+        "name",
+        "client_id",
+        "client_type",
+        "authorization_grant_type",
+        "is_active",
+        "require_mfa",
+        "created",
+    )  # type: ignore[assignment]  # DOT's tuple of six, typed by its value
+    list_filter = ("client_type", "authorization_grant_type", "is_active", "skip_authorization", "require_mfa")  # type: ignore[assignment]
     search_fields = ("name", "client_id")
     readonly_fields = ("client_id", "created", "updated")  # type: ignore[assignment]
     fields = None
@@ -362,3 +373,36 @@ def on_admin_logentry(sender: Any, instance: Any, created: bool, **kwargs: Any) 
             "message": instance.get_change_message()[:500],
         },
     )
+
+
+# --- Second factors on the user page ----------------------------------------------------------------
+
+
+@admin.action(
+    description="Reset second factors (they set one up again at their next sign-in)", permissions=["mfa_reset"]
+)
+def reset_second_factors(modeladmin: Any, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    """Staff reset (idp.mfa.factors.factors_reset, audited mfa.reset per user). The user page is
+    accounts' (accounts.admin): it names this action and offers it only to who holds idp.mfa.reset
+    (its has_mfa_reset_permission); the check is made again here, where the reset happens."""
+    if not admin_caller(request).holds([MFA_RESET]):
+        raise PermissionDenied(f"requires permission {MFA_RESET}")
+    caller = admin_caller(request)
+    users = list(queryset)
+    try:
+        with transaction.atomic():  # all of them or none: one the caller may not reset refuses the lot
+            for user in users:
+                factors.factors_reset(user=user, actor=caller.actor, caller=caller, reason="Django admin")
+    except PermissionDenied as refused:
+        modeladmin.message_user(request, f"Nothing was reset: {refused}.", messages.ERROR)
+        return
+    modeladmin.message_user(
+        request,
+        f"Second factors reset for {len(users)} user(s); each sets one up again at their next sign-in that needs one.",
+        messages.SUCCESS,
+    )
+
+
+# A site-wide action that is disabled: it runs only on the pages that name it (the user page).
+admin.site.add_action(reset_second_factors, "reset_second_factors")
+admin.site.disable_action("reset_second_factors")

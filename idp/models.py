@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django_otp.models import Device, TimestampMixin
 from oauth2_provider.models import (
     AbstractAccessToken,
     AbstractApplication,
@@ -98,6 +99,12 @@ class Application(AbstractApplication):
         help_text="Space-separated scopes this client may be granted (least privilege).",
     )
     is_active = models.BooleanField(default=True, help_text="A disabled client can neither sign in nor get tokens.")
+    require_mfa = models.BooleanField(
+        "require a second factor",
+        default=False,
+        help_text="Every sign-in to this client uses a second factor (acr urn:idp:acr:mfa or higher); a user "
+        "without one enrols before any code is issued.",
+    )
     is_resource_server = models.BooleanField(
         "resource server",
         default=False,
@@ -194,7 +201,24 @@ class SessionBound(models.Model):
         abstract = True
 
 
-class Grant(AbstractGrant, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
+class AuthenticationBound(models.Model):
+    """The authentication behind a credential issued to a user (idp.mfa.levels): when the person
+    authenticated (auth_time), how (amr, RFC 8176) and at which level (acr). Copied from the
+    browser session to its code, from the code to its tokens, and from a refresh token to the
+    next; ID tokens and introspection tell relying parties. Empty for client credentials."""
+
+    auth_time = models.DateTimeField(null=True, blank=True, editable=False)
+    amr = models.JSONField(default=list, blank=True, editable=False)
+    acr = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    class Meta:
+        abstract = True
+
+    def authentication_copy(self, source: AuthenticationBound) -> None:
+        self.auth_time, self.amr, self.acr = source.auth_time, list(source.amr), source.acr
+
+
+class Grant(AbstractGrant, SessionBound, AuthenticationBound):  # noqa: DJ008 - DOT's abstract model has __str__
     """An authorization code, stored only as its SHA-256 digest (see DigestField).
 
     A redeemed code is kept (marked, with the access token it bought) until it expires, so that
@@ -211,7 +235,7 @@ class Grant(AbstractGrant, SessionBound):  # noqa: DJ008 - DOT's abstract model 
         swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
 
 
-class AccessToken(AbstractAccessToken, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
+class AccessToken(AbstractAccessToken, SessionBound, AuthenticationBound):  # noqa: DJ008 - DOT's abstract model has __str__
     # The claims request parameter (OIDC Core §5.5) of the authorization that issued the token,
     # so userinfo can honour its "userinfo" member.
     claims = models.JSONField(default=dict, blank=True)
@@ -223,7 +247,7 @@ class AccessToken(AbstractAccessToken, SessionBound):  # noqa: DJ008 - DOT's abs
         swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
 
 
-class RefreshToken(AbstractRefreshToken, SessionBound):  # noqa: DJ008 - DOT's abstract model has __str__
+class RefreshToken(AbstractRefreshToken, SessionBound, AuthenticationBound):  # noqa: DJ008 - DOT's abstract model has __str__
     class Meta(AbstractRefreshToken.Meta):
         swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
 
@@ -312,3 +336,51 @@ class Consent(models.Model):
 
     def covers(self, scopes: list[str]) -> bool:
         return set(scopes) <= set(self.scope.split())
+
+
+# --- Second factors (idp.mfa) ----------------------------------------------------------------------
+
+
+class TotpDevice(TimestampMixin, Device):
+    """An authenticator app (RFC 6238 TOTP: SHA-1, 6 digits, 30 s steps, as every app reads them).
+
+    The seed is stored encrypted with the key ring that protects signing keys
+    (idp.keys.signing.key_ring) and is decrypted only to check a code. One per user; unconfirmed
+    until its first code is entered (idp.mfa.factors.totp_confirm). `last_t` is the time step of
+    the last code accepted: a code of that step or any earlier one is refused, so each code works
+    once (django-otp's verify_token reads the row under select_for_update).
+    """
+
+    secret_encrypted: models.TextField = models.TextField(editable=False)
+    last_t: models.BigIntegerField = models.BigIntegerField(default=-1, editable=False)
+
+    class Meta:
+        verbose_name = "authenticator app"
+        constraints = [models.UniqueConstraint(fields=["user"], name="idp_totpdevice_one_per_user")]
+
+    def verify_token(self, token: Any) -> bool:
+        from idp.mfa import totp
+
+        step = totp.step_matching(self, str(token))
+        if step is None:
+            return False
+        self.last_t = step
+        self.set_last_used_timestamp(commit=False)
+        self.save(update_fields=["last_t", "last_used_at"])
+        return True
+
+
+class RecoveryCode(models.Model):
+    """One of a user's recovery codes, as its SHA-256 digest (the code is 80 random bits, shown
+    once: no dictionary reaches it). Used once: `used_at` is set by a single conditional UPDATE."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = DigestField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "used_at"], name="idp_recoverycode_user_unused")]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} of user {self.user_id}"

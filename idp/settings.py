@@ -109,7 +109,7 @@ else:
     ALLOWED_HOSTS = env_list("IDP_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "idp.admin_apps.IdpAdminConfig",  # Django admin, behind our sign-in and its second factor (idp.admin_site)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -124,6 +124,9 @@ INSTALLED_APPS = [
     "oauth2_provider",
     "django_celery_beat",
     "axes",
+    # Second factors (idp.mfa): django-otp's device base, django-otp-webauthn's passkeys.
+    "django_otp",
+    "django_otp_webauthn",
     "idp",
     "apikeys",
     "accounts",
@@ -148,6 +151,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Before any view (and CSRF's process_view): an over-limit request costs one Redis call.
     "idp.http.middleware.RateLimitMiddleware",
+    # The dashboard needs the sign-in level its user must have (idp.mfa.policy).
+    "idp.http.middleware.SecondFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes requires: turns a lockout into our page
@@ -246,6 +251,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Second factors (idp.mfa) ------------------------------------------------------------------
+# A password sign-in that needs a second factor waits this long for it (the pending sign-in, held
+# in the session, never a signed-in user).
+MFA_PENDING_SECONDS = env_int("IDP_MFA_PENDING_SECONDS", default=300, minimum=60)
+# The name authenticator apps show above the codes.
+MFA_TOTP_ISSUER = env_str("IDP_MFA_TOTP_ISSUER", default="idp")
+MFA_RECOVERY_CODES = env_int("IDP_MFA_RECOVERY_CODES", default=10, minimum=4)
+# Managing factors (adding, removing, new recovery codes) needs a second factor used this recently.
+MFA_FRESH_SECONDS = env_int("IDP_MFA_FRESH_SECONDS", default=900, minimum=60)
+# Passkeys (django-otp-webauthn). The relying party id is the issuer's host; in development,
+# where the issuer is the request's own host, `localhost` (WebAuthn refuses IP addresses).
+OTP_WEBAUTHN_RP_NAME = env_str("IDP_WEBAUTHN_RP_NAME", default="idp")
+OTP_WEBAUTHN_RP_ID_CALLABLE = "idp.mfa.passkeys.relying_party_id"
+OTP_WEBAUTHN_HELPER_CLASS = "idp.mfa.passkeys.PasskeyHelper"
+# Checked by django-otp-webauthn at start-up (https, or http://localhost); the helper answers with
+# the issuer's origin (in development, the request's own origin). Production's issuer is https.
+OTP_WEBAUTHN_ALLOWED_ORIGINS = [ISSUER] if ISSUER.startswith("https://") else ["http://localhost"]
+# Passwordless sign-in with a passkey that verifies its user (the sign-in page's passkey button).
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = env_bool("IDP_PASSKEY_SIGNIN", default=True)
+OTP_WEBAUTHN_EXCEPTION_LOGGER_NAME = "idp.mfa.passkeys"
+OTP_WEBAUTHN_TIMEOUT_SECONDS = 120
 
 # --- Signing keys (idp.keys.signing) ------------------------------------------------------------
 # Each algorithm has its own key chain: next (published, signs nothing) -> active -> retired

@@ -9,7 +9,7 @@ from idp.http.policy import endpoint, endpoint_for_namespace
 from idp.oauth.views import logout as oauth_logout
 from idp.ops import bench as bench_views
 from idp.ops import views as ops_views
-from idp.pages import dashboard, signin, views
+from idp.pages import dashboard, factors, security, signin, views
 
 urlpatterns = [
     path("", include("idp.oauth.urls")),
@@ -21,10 +21,32 @@ urlpatterns = [
     # LoginView already marks the password as a sensitive POST parameter.
     path("accounts/login/", signin.SignInView.as_view(), name="login"),
     path("accounts/logout/", oauth_logout.SignOutView.as_view(), name="logout"),
+    # The second step of signing in (idp.pages.factors); codes are sensitive POST parameters.
+    path("accounts/login/verify/", factors.FactorVerifyView.as_view(), name="mfa-verify"),
+    path("accounts/login/enrol/", factors.FactorEnrolView.as_view(), name="mfa-enrol"),
+    path("accounts/login/recovery-codes/", factors.FirstRecoveryCodesView.as_view(), name="mfa-first-recovery-codes"),
+    # Passkeys (django-otp-webauthn's JSON ceremonies, as idp.mfa.passkeys adapts them): JSON
+    # errors, so under a path of their own rather than among the /accounts/ pages.
+    path("passkeys/", include("idp.mfa.passkey_urls")),
     path("admin/", admin.site.urls),  # its templates carry style attributes: see endpoint_for_namespace below
     # Staff pages on the dashboard over idp's own data; before the include, so they win.
     path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),
     path("dashboard/activity/", dashboard.ActivityView.as_view(), name="activity"),
+    path("dashboard/security/", security.SecurityView.as_view(), name="security"),
+    path("dashboard/security/app/start/", security.AppStartView.as_view(), name="security-app-start"),
+    path("dashboard/security/app/confirm/", security.AppConfirmView.as_view(), name="security-app-confirm"),
+    path("dashboard/security/app/remove/", security.AppRemoveView.as_view(), name="security-app-remove"),
+    path(
+        "dashboard/security/passkeys/<object_id:credential_id>/rename/",
+        security.PasskeyRenameView.as_view(),
+        name="security-passkey-rename",
+    ),
+    path(
+        "dashboard/security/passkeys/<object_id:credential_id>/remove/",
+        security.PasskeyRemoveView.as_view(),
+        name="security-passkey-remove",
+    ),
+    path("dashboard/security/recovery-codes/", security.RecoveryCodesView.as_view(), name="security-recovery-codes"),
     path(
         "dashboard/signing-keys/<str:algorithm>/rotate/",
         dashboard.SigningKeyRotateView.as_view(),

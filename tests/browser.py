@@ -14,7 +14,7 @@ import pytest
 from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.factories import USER_PASSWORD
+from tests.factories import USER_PASSWORD, second_factor_for
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -40,12 +40,27 @@ def browser() -> Iterator[Browser]:
         connections.close_all()
 
 
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context (its own cookies), waiting at most 10 s for anything."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
 def sign_in_page(page: Page, base_url: str, user, *, start: str = "/dashboard/") -> None:
     """Sign in through the real sign-in page, where a signed-out visit to `start` sends a person;
-    the page ends back on `start`."""
+    the page ends back on `start`. A user who must use a second factor (an administrator) types
+    the code of an authenticator app (tests.factories.second_factor_for)."""
+    code = second_factor_for(user)
     page.goto(f"{base_url}{start}")
     expect(page).to_have_url(f"{base_url}/accounts/login/?next={start}")
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill(USER_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    if code is not None:
+        page.get_by_label("Code from your authenticator app").fill(code())
+        page.get_by_role("button", name="Verify").click()
     expect(page).to_have_url(f"{base_url}{start}")

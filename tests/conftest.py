@@ -97,3 +97,12 @@ def rp(live_server, signing_key, issued_client):
 def signed_in_code(rp, alice):
     """A fresh authorization code for alice, with PKCE."""
     return sign_in_at(rp, alice)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's, with the session signed in with a second factor, as Django admin needs
+    (idp.admin_site)."""
+    from tests.factories import signed_in_client
+
+    return signed_in_client(admin_user, client=client)

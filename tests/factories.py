@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -174,7 +175,10 @@ def relying_party(base_url: str, issued: Any, *, redirect_uri: str = REDIRECT_UR
 def sign_in_at(rp: RelyingParty, user: Any, **kwargs: Any) -> AuthorizationResult:
     """The user signs in at the relying party: authorization request, the sign-in form with the
     user's password (unless the browser is signed in already), consent, and the redirect back.
-    Keywords are RelyingParty.authorize's (scope, consent, pkce, prompt, ...)."""
+    Keywords are RelyingParty.authorize's (scope, consent, pkce, prompt, ...). A user who must use
+    a second factor (an administrator: idp-admin requires one) answers with an authenticator app's
+    code (second_factor_for)."""
+    kwargs.setdefault("second_factor", second_factor_for(user))
     return rp.authorize(username=user.username, password=USER_PASSWORD, **kwargs)
 
 
@@ -192,26 +196,96 @@ def signed_in_session(base_url: str, user: Any, *, password: str = USER_PASSWORD
     action, fields = parse_form(page.text)
     assert "csrfmiddlewaretoken" in fields, "the sign-in page carries a CSRF token"
     fields.update(username=user.username, password=password)
-    reply = session.post(
+    reply = _post_back(session, page, action, fields)
+    assert reply.status_code == 302, f"signed in: {reply.status_code} {reply.text[:200]}"
+    code = second_factor_for(user)
+    if code is not None and "/accounts/login/verify/" in reply.headers["Location"]:
+        verify = session.get(urljoin(page.url, reply.headers["Location"]), timeout=10)
+        action, fields = parse_form(verify.text)
+        fields.update(method="totp", code=code())
+        reply = _post_back(session, verify, action, fields)
+        assert reply.status_code == 302, f"second factor: {reply.status_code} {reply.text[:200]}"
+    return session
+
+
+def _post_back(session: requests.Session, page: requests.Response, action: str | None, fields: dict) -> Any:
+    """Post a page's form back, as a browser does (its Referer, no redirects followed)."""
+    return session.post(
         urljoin(page.url, action or page.url),
         data=fields,
         headers={"Referer": page.url},
         allow_redirects=False,
         timeout=10,
     )
-    assert reply.status_code == 302, f"signed in: {reply.status_code} {reply.text[:200]}"
-    return session
 
 
-def signed_in_client(user: Any, *, client: Any = None, **client_options: Any):
+def signed_in_client(user: Any, *, client: Any = None, second_factor: bool = True, **client_options: Any):
     """Django's test client with the user's session (signing in is recorded, as any sign-in is).
     ``client``: sign in this one (pytest-django's ``client`` fixture) instead of a new one;
+    ``second_factor``: the session signed in with a password and an authenticator app just now
+    (as staff must, to reach Django admin: idp.admin_site), or with a password only;
     ``client_options``: Client's (enforce_csrf_checks=True, raise_request_exception=False, ...)."""
     from django.test import Client
 
     browser = client if client is not None else Client(**client_options)
     browser.force_login(user)
+    session_authenticated(browser, amr=["pwd", "otp", "mfa"] if second_factor else ["pwd"])
     return browser
+
+
+def session_authenticated(browser: Any, *, amr: list[str], seconds_ago: int = 0) -> None:
+    """Record in a Django test client's session how its user authenticated (idp.mfa.signin)."""
+    import time
+
+    from idp.mfa.signin import AUTH_KEY
+
+    session = browser.session
+    session[AUTH_KEY] = {"amr": amr, "auth_time": time.time() - seconds_ago}
+    session.save()
+
+
+_TOTP_SEEDS: dict[int, bytes] = {}  # the seeds of the apps totp_device set up, by device id
+
+
+def totp_device(user: Any, *, confirmed: bool = True):
+    """An authenticator app set up for the user, as enrolment leaves it; returns (device, seed)."""
+    from idp.mfa import totp
+    from idp.models import TotpDevice
+
+    seed = totp.seed_new()
+    device = TotpDevice.objects.create(
+        user=user, name="Authenticator app", confirmed=confirmed, secret_encrypted=totp.seed_encrypt(seed)
+    )
+    _TOTP_SEEDS[device.pk] = seed
+    return device, seed
+
+
+def second_factor_for(user: Any) -> Callable[[], str] | None:
+    """Where a sign-in of this user gets its authenticator app's codes: the app totp_device set
+    up, or a new one if the user must use a second factor and has none; None for a user who is
+    asked for none. Each call gives the next code the app may use (a step after the last one
+    accepted, within one step of now; it waits for the clock when three were used in a row)."""
+    from idp.mfa.levels import Level
+    from idp.mfa.policy import level_required
+    from idp.models import TotpDevice
+    from tests.mfa.codes import totp_code
+
+    device = TotpDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        if level_required(user=user, admin=user.is_staff) < Level.MFA:  # staff: for admin and the dashboard
+            return None
+        device, _seed = totp_device(user)
+    seed = _TOTP_SEEDS.get(device.pk)
+    if seed is None:
+        return None
+
+    def code() -> str:
+        last = TotpDevice.objects.get(pk=device.pk).last_t
+        while (step := max(int(time.time() // 30) - 1, last + 1)) > int(time.time() // 30) + 1:
+            time.sleep(1)
+        return totp_code(seed, at=step * 30)
+
+    return code
 
 
 def post_sign_in_form(username: str, password: str, *, ip: str, client: Any = None):

@@ -44,6 +44,10 @@ INTERNALS = ("Traceback", "django.", "psycopg")
 
 # Every module holding hostile-input tests, and what each attacks.
 WHERE = {
+    "tests/mfa/test_signin_second_factor.py": "second-step codes (TOTP, recovery codes) and acr requests",
+    "tests/mfa/test_security_page.py": "the security page's forms: names, codes, device ids, sizes",
+    "tests/mfa/test_mfa_admin_and_api.py": "the second-factor reset in the management API",
+    "tests/mfa/test_passkeys_hostile.py": "passkeys: replayed, foreign-user, foreign-origin assertions; bad JSON",
     "tests/e2e/test_hostile_inputs.py": "OAuth and OpenID endpoints, parameter by parameter, over the live server",
     "tests/security/test_hostile_everywhere.py": "every OAuth and /api/v1 endpoint, the whole request",
     "tests/security/test_no_leaks.py": "no error answer of those sweeps or of schemathesis shows internals",

@@ -4,6 +4,7 @@ requests session with its own cookie jar standing in for the user's browser."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -114,11 +115,19 @@ class RelyingParty:
         )
 
     def follow(
-        self, reply: requests.Response, *, username: str, password: str, consent: str | None
+        self,
+        reply: requests.Response,
+        *,
+        username: str,
+        password: str,
+        consent: str | None,
+        second_factor: Callable[[], str] | None = None,
     ) -> requests.Response:
         """Follow the provider's redirects until it leaves for the client (or stops on a page).
 
         consent: "allow", "allow-remember", "deny", or None to expect no consent page.
+        second_factor: gives the code from the authenticator app when the provider asks for it
+        (without it, the second-factor page is where this stops).
         """
         for _ in range(10):
             if reply.status_code in (301, 302, 303):
@@ -129,6 +138,12 @@ class RelyingParty:
                 continue
             if reply.status_code == 200 and 'name="password"' in reply.text:
                 reply = self.sign_in_form(reply, username, password)
+                continue
+            if reply.status_code == 200 and 'id="id_totp_code"' in reply.text and second_factor is not None:
+                _, fields = parse_form(reply.text)
+                fields.update(method="totp", code=second_factor())
+                reply = self.browser.post(reply.url, data=fields, allow_redirects=False, timeout=10)
+                second_factor = None  # asked once: a second ask is where the test looks
                 continue
             if reply.status_code == 200 and 'id="authorizationForm"' in reply.text:
                 assert consent is not None, "a consent page appeared where none was expected"
@@ -151,6 +166,7 @@ class RelyingParty:
         scope: str = "openid profile email offline_access",
         pkce: bool = True,
         consent: str | None = "allow",
+        second_factor: Callable[[], str] | None = None,
         **extra: str,
     ) -> AuthorizationResult:
         """Run the front channel: authorization request, sign-in, consent, redirect back."""
@@ -166,6 +182,7 @@ class RelyingParty:
             username=username,
             password=password,
             consent=consent,
+            second_factor=second_factor,
         )
         assert reply.status_code == 302, (
             f"expected a redirect to the client, got {reply.status_code}: {reply.text[:300]}"

@@ -29,6 +29,7 @@ from idp.api.serializers import (
     PermissionOutput,
     RoleAssignmentOutput,
     RoleOutput,
+    StrictBooleanField,
     StrictCharField,
     StrictEmailField,
     StrictSerializer,
@@ -39,6 +40,9 @@ from idp.api.serializers import (
     role_name_field,
 )
 from idp.http.policy import MANAGEMENT_API, endpoint
+from idp.mfa import factors
+
+REQUIRE_MFA_HELP = "Holders of the role sign in with a second factor (those without one set it up first)."
 
 
 def _referenced(field: str, lookup: Any, **kwargs: Any) -> Any:
@@ -125,6 +129,30 @@ class UserDeactivateApi(APIView):
         return Response(UserOutput(user).data)
 
 
+@endpoint(**MANAGEMENT_API)
+class UserMfaResetApi(APIView):
+    permission_classes = [HasPermission("idp.mfa.reset")]
+
+    class Input(StrictSerializer):
+        reason = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        summary="Reset a user's second factors",
+        description="Their authenticator app, passkeys and recovery codes are removed; they set up a second "
+        "factor again at their next sign-in that needs one. Resetting a user with none changes nothing. You "
+        "must hold every role and permission the user holds.",
+        request=Input,
+        responses={204: None},
+    )
+    def post(self, request: Request, user_id: int) -> Response:
+        params = self.Input(data=request.data)
+        params.is_valid(raise_exception=True)
+        user = selectors.user_get(user_id=user_id)
+        caller = request_caller(request)
+        factors.factors_reset(user=user, actor=caller.actor, caller=caller, **params.validated_data)
+        return Response(status=204)
+
+
 # --- Permissions ---------------------------------------------------------------------------------
 
 
@@ -193,6 +221,7 @@ class RoleListCreateApi(ListApi):
             required=False, allow_null=True, default=None, help_text="Make it this client's own role."
         )
         permissions = serializers.ListField(child=codename_field(), max_length=100, required=False, default=list)
+        require_mfa = StrictBooleanField(required=False, default=False, help_text=REQUIRE_MFA_HELP)
 
     def get_queryset(self) -> QuerySet[Role]:
         return selectors.role_list()
@@ -227,6 +256,7 @@ class RoleDetailApi(APIView):
         permissions = serializers.ListField(
             child=codename_field(), max_length=100, required=False, help_text="The role's new set of permissions."
         )
+        require_mfa = StrictBooleanField(required=False, help_text=REQUIRE_MFA_HELP)
 
     @extend_schema(summary="Get a role", responses=RoleOutput)
     def get(self, request: Request, role_id: int) -> Response:
@@ -234,8 +264,8 @@ class RoleDetailApi(APIView):
 
     @extend_schema(
         summary="Change a role",
-        description="Its description and/or its permissions (replaced as a whole). You must hold every "
-        "permission the role has, before and after.",
+        description="Its description, its permissions (replaced as a whole) and/or whether its holders "
+        "need a second factor. You must hold every permission the role has, before and after.",
         request=Input,
         responses=RoleOutput,
     )

@@ -77,6 +77,9 @@ class ClientListCreateApi(GenericAPIView):
             default=False,
             help_text="May introspect tokens and API keys (RFC 7662), learning whose they are and what they hold.",
         )
+        require_mfa = StrictBooleanField(
+            required=False, default=False, help_text="Every sign-in to this client uses a second factor."
+        )
 
     class Output(serializers.Serializer):
         client = ClientOutput(source="application", read_only=True)

@@ -133,7 +133,7 @@ class RoleOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Role
-        fields = ["id", "name", "description", "client_id", "permissions"]
+        fields = ["id", "name", "description", "client_id", "permissions", "require_mfa"]
         read_only_fields = fields
 
 
@@ -186,6 +186,7 @@ class ClientOutput(serializers.ModelSerializer):
             "access_token_audience",
             "is_active",
             "is_resource_server",
+            "require_mfa",
             "previous_secret_expires_at",
             "created",
             "updated",

@@ -11,6 +11,7 @@ from idp.http.policy import MANAGEMENT_API, endpoint
 urlpatterns = [
     path("users/", accounts.UserListCreateApi.as_view(), name="api-users"),
     path("users/<object_id:user_id>/deactivate/", accounts.UserDeactivateApi.as_view(), name="api-user-deactivate"),
+    path("users/<object_id:user_id>/mfa-reset/", accounts.UserMfaResetApi.as_view(), name="api-user-mfa-reset"),
     path("permissions/", accounts.PermissionListCreateApi.as_view(), name="api-permissions"),
     path("roles/", accounts.RoleListCreateApi.as_view(), name="api-roles"),
     path("roles/<object_id:role_id>/", accounts.RoleDetailApi.as_view(), name="api-role"),

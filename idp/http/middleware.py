@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.security import SecurityMiddleware as DjangoSecurityMiddleware
 
@@ -98,3 +98,29 @@ class SecurityMiddleware(DjangoSecurityMiddleware):
         if self.redirect and not request.is_secure() and not endpoint_of(request).https_only:
             return None
         return super().process_request(request)
+
+
+class SecondFactorRequiredMiddleware:
+    """The dashboard (/dashboard/: API keys, signing keys, the security page) needs the sign-in
+    level its user must have (idp.mfa.policy; staff: a second factor, as for Django admin): a
+    session below it (signed in before a role that requires one was granted, or before second
+    factors existed) goes to the second step first and comes back. The authorization endpoint and
+    Django admin check the same themselves."""
+
+    PREFIX = "/dashboard/"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if request.path_info.startswith(self.PREFIX) and user is not None and user.is_authenticated:
+            from idp.mfa.policy import level_required
+            from idp.mfa.signin import session_authentication
+            from idp.pages.factors import with_next
+
+            authentication = session_authentication(request)
+            needed = level_required(user=user, admin=user.is_staff)
+            if authentication is None or authentication.level < needed:
+                return HttpResponseRedirect(with_next("mfa-verify", request.get_full_path()))
+        return self.get_response(request)

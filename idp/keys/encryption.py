@@ -1,6 +1,6 @@
 """Rotating the key-encryption key: re-encrypt everything stored under IDP_KEY_ENCRYPTION_KEYS (the
-signing keys' private halves, API keys' pending secrets) under the first of them, so the older keys
-can leave the environment."""
+signing keys' private halves, API keys' pending secrets, authenticator apps' seeds) under the first
+of them, so the older keys can leave the environment."""
 
 from __future__ import annotations
 
@@ -11,17 +11,18 @@ from django.db import transaction
 
 import audit
 from apikeys.services import apikey_secrets_reencrypt, rows_reencrypt
-from idp.models import SigningKey
+from idp.models import SigningKey, TotpDevice
 
 
 @dataclass(frozen=True)
 class Reencrypted:
     signing_keys: int
     apikey_secrets: int
+    totp_seeds: int = 0
 
     @property
     def total(self) -> int:
-        return self.signing_keys + self.apikey_secrets
+        return self.signing_keys + self.apikey_secrets + self.totp_seeds
 
 
 @transaction.atomic
@@ -38,6 +39,16 @@ def signing_keys_reencrypt() -> int:
 
 
 @transaction.atomic
+def totp_seeds_reencrypt() -> int:
+    """As signing_keys_reencrypt, for the seeds of authenticator apps (idp.mfa.totp)."""
+    return rows_reencrypt(
+        TotpDevice.objects.select_for_update().order_by("pk").only("pk", "user_id", "secret_encrypted"),
+        field="secret_encrypted",
+        describe=lambda device: f"the authenticator app of user {device.user_id}",
+    )
+
+
+@transaction.atomic
 def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
     """Re-encrypt every stored ciphertext under the first of KEY_ENCRYPTION_KEYS, in one
     transaction: all rows or none. Safe to run twice (the second run finds nothing to do and
@@ -47,7 +58,11 @@ def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
     Every process must already have the new key in its list (new first, old after) before this
     runs: afterwards a process knowing only the old key can no longer decrypt.
     """
-    result = Reencrypted(signing_keys=signing_keys_reencrypt(), apikey_secrets=apikey_secrets_reencrypt())
+    result = Reencrypted(
+        signing_keys=signing_keys_reencrypt(),
+        apikey_secrets=apikey_secrets_reencrypt(),
+        totp_seeds=totp_seeds_reencrypt(),
+    )
     if result.total:
         # Counts only: never a key, nor anything derived from one.
         audit.record(
@@ -56,6 +71,7 @@ def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
             data={
                 "signing_keys": result.signing_keys,
                 "apikey_secrets": result.apikey_secrets,
+                "totp_seeds": result.totp_seeds,
                 "keys_configured": len(settings.KEY_ENCRYPTION_KEYS),
             },
         )

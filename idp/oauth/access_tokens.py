@@ -59,6 +59,17 @@ def access_token_generate(request: Any) -> str:
         "iat": issued_at,
         "exp": issued_at + int(request.expires_in),
     }
+    if not for_client:
+        from idp.oauth.validator import authentication_of  # the validator imports this module
+
+        authentication = authentication_of(request)
+        if authentication is not None and authentication.auth_time is not None:
+            # RFC 9068 §2.2.1: how the user authenticated, as in the ID token.
+            claims |= {
+                "auth_time": int(authentication.auth_time.timestamp()),
+                "acr": authentication.acr,
+                "amr": list(authentication.amr),
+            }
     if "roles" in scopes:
         access = (
             subject_access(client_pk=client.pk, application_pk=client.pk)

@@ -116,9 +116,11 @@ def client_create(
     access_token_format: str = Application.AccessTokenFormat.OPAQUE,
     access_token_audience: str = "",
     is_resource_server: bool = False,
+    require_mfa: bool = False,
 ) -> IssuedClient:
     """Register a client. Returns its raw secret once; only the keyed hash is stored. The caller
-    must hold what the secret carries (client_register)."""
+    must hold what the secret carries (client_register). require_mfa: every sign-in to it uses a
+    second factor."""
     if grant not in GRANT_TYPES:
         raise ValidationError({"grant": f"grant must be one of {', '.join(GRANT_TYPES)}"})
     if client_type not in {Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC}:
@@ -138,6 +140,7 @@ def client_create(
         access_token_format=access_token_format,
         access_token_audience=access_token_audience,
         is_resource_server=is_resource_server,
+        require_mfa=require_mfa,
     )
     return client_register(application=application, caller=caller)
 
@@ -169,7 +172,8 @@ def client_register(*, application: Application, caller: Caller) -> IssuedClient
             "type": application.client_type,
             "grant": application.authorization_grant_type,
             "scopes": application.scope_list,
-        },
+        }
+        | ({"require_mfa": True} if application.require_mfa else {}),
     )
     return IssuedClient(application=application, client_secret=secret or None)
 

@@ -33,6 +33,7 @@ def _claims(
     expires_at: datetime,
     token_type: str,
     issuer: str,
+    authentication: Any = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "active": True,
@@ -47,6 +48,9 @@ def _claims(
     if user is not None:
         data["sub"] = str(user.pk)
         data["username"] = user.get_username()
+        if authentication is not None and authentication.get("acr"):
+            # How the user authenticated for this token (idp.mfa.levels), as its ID token says.
+            data |= {name: authentication[name] for name in ("acr", "amr", "auth_time") if name in authentication}
         access = subject_access(user_id=user.pk, application_pk=getattr(application, "pk", None))
     elif application is not None:
         data["sub"] = application.client_id  # client_credentials: the client is the subject
@@ -86,6 +90,9 @@ _ACCESS_TOKEN_FIELDS = (
     "scope",
     "expires",
     "created",
+    "auth_time",
+    "amr",
+    "acr",
     "application__client_id",
     "application__is_active",
     "user__username",
@@ -170,7 +177,14 @@ def _introspect_access_token(checksum: str, issuer: str, client: Application) ->
         expires_at=access.expires,
         token_type="Bearer",
         issuer=issuer,
+        authentication=_authentication(access),
     )
+
+
+def _authentication(row: Any) -> dict[str, Any] | None:
+    if not row.acr or row.auth_time is None:
+        return None
+    return {"acr": row.acr, "amr": list(row.amr), "auth_time": int(row.auth_time.timestamp())}
 
 
 def _introspect_jwt_access_token(token: str, issuer: str) -> dict[str, Any]:
@@ -198,6 +212,7 @@ def _introspect_jwt_access_token(token: str, issuer: str) -> dict[str, Any]:
         expires_at=access_tokens.timestamp_datetime(claims["exp"]),
         token_type="Bearer",
         issuer=issuer,
+        authentication={name: claims[name] for name in ("acr", "amr", "auth_time") if name in claims},
     )
     answer.update({"aud": claims.get("aud"), "jti": claims["jti"]})
     return answer
@@ -227,4 +242,5 @@ def _introspect_refresh_token(checksum: str, issuer: str, client: Application) -
         expires_at=expires_at,
         token_type="refresh_token",
         issuer=issuer,
+        authentication=_authentication(refresh),
     )

@@ -26,7 +26,7 @@ from accounts.credentials import authorization_parse
 from accounts.selectors import subject_access, user_standard_claims
 from idp.http import ratelimit
 from idp.keys import signing as keys
-from idp.models import AccessToken, Application, Grant, IDToken, RefreshToken
+from idp.models import AccessToken, Application, AuthenticationBound, Grant, IDToken, RefreshToken
 from idp.oauth import access_tokens, clients, tokens
 from idp.ops import logs
 
@@ -42,6 +42,7 @@ class TokenRequest:
     access_token: AccessToken | None = None  # the access token just issued
     id_token: tuple[str, IDToken] | None = None  # the ID token just signed, with its row
     session_id: str = ""  # the browser session the tokens belong to (idp.oauth.sessions)
+    authentication: AuthenticationBound | None = None  # how the user authenticated (idp.mfa.levels)
 
 
 _token_request: ContextVar[TokenRequest | None] = ContextVar("idp_token_request", default=None)
@@ -73,6 +74,17 @@ def _session_of(request: Any) -> str:
     if getattr(request, "grant_type", None) == "refresh_token" and refresh is not None:
         return str(refresh.session_id)
     return ""
+
+
+def authentication_of(request: Any) -> AuthenticationBound | None:
+    """The authentication behind a token request's tokens (auth_time, amr, acr): the code's, or
+    the refresh token's; none for client credentials, or for what was issued before it was kept."""
+    source: AuthenticationBound | None = _state().grant
+    if source is None and getattr(request, "grant_type", None) == "refresh_token":
+        source = getattr(request, "refresh_token_instance", None)
+    if source is None or not source.acr:
+        return None
+    return source
 
 
 class IdpValidator(OAuth2Validator):
@@ -281,9 +293,17 @@ class IdpValidator(OAuth2Validator):
         # together. The event names the grant's id, never the code.
         with transaction.atomic():
             grant = self._create_authorization_code(request, code)
+            # DOT creates the row in one call; the browser session and how its user authenticated
+            # (idp.oauth.views.authorize puts both into the request's credentials) are ours to add.
+            added: dict[str, Any] = {}
             session_id = getattr(request, "session_id", "")
-            if session_id:  # DOT creates the row in one call; the browser session is ours to add
-                Grant.objects.filter(pk=grant.pk).update(session_id=session_id)
+            if session_id:
+                added["session_id"] = session_id
+            authentication = getattr(request, "authentication", None)
+            if isinstance(authentication, dict):
+                added |= {key: authentication[key] for key in ("auth_time", "amr", "acr")}
+            if added:
+                Grant.objects.filter(pk=grant.pk).update(**added)
             audit.record(
                 audit.Action.CODE_ISSUED,
                 actor=audit.Actor.user(request.user),
@@ -330,7 +350,10 @@ class IdpValidator(OAuth2Validator):
 
     def _set_token_value(self, token_instance: Any, raw_token: str) -> None:
         super()._set_token_value(token_instance, raw_token)
-        token_instance.session_id = _state().session_id
+        state = _state()
+        token_instance.session_id = state.session_id
+        if state.authentication is not None:
+            token_instance.authentication_copy(state.authentication)
         if isinstance(token_instance, AccessToken) and (minted := access_tokens.unverified_jti_exp(raw_token)):
             # A JWT access token's row keeps its jti and expires with the token: deleting the row
             # revokes it until then (idp.oauth.access_tokens).
@@ -357,6 +380,7 @@ class IdpValidator(OAuth2Validator):
             token.pop("refresh_token", None)
         state = _state()
         state.session_id = _session_of(request)
+        state.authentication = authentication_of(request)
         super()._save_bearer_token(token, request, *args, **kwargs)
         if request.user is not None:
             logs.request_user_set(user_id=request.user.pk)  # whom the tokens act for, in the request line
@@ -449,6 +473,13 @@ class IdpValidator(OAuth2Validator):
         session_id = _session_of(request)
         if session_id:
             id_token["sid"] = session_id  # OpenID Connect Front-/Back-Channel Logout
+        authentication = authentication_of(request)
+        if authentication is not None and authentication.auth_time is not None:
+            # How and when the user authenticated (idp.mfa.levels), as the browser session had it
+            # when the code was issued; kept on refresh tokens, so a refreshed ID token says the same.
+            id_token["auth_time"] = int(authentication.auth_time.timestamp())
+            id_token["amr"] = list(authentication.amr)
+            id_token["acr"] = authentication.acr
         key = keys.signing_key_active(request.client.algorithm)
         if key.algorithm == "EdDSA" and "at_hash" in id_token:
             # OIDC Core §3.1.3.6 hashes with the alg's hash: SHA-512 for Ed25519 (Core errata 2).

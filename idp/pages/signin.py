@@ -6,18 +6,25 @@ here. Receivers are connected in IdpConfig.ready()."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
+from django.http import HttpResponse, HttpResponseRedirect
 
 import audit
 from audit import context
 from idp.http.policy import endpoint
+from idp.mfa import factors, levels
+from idp.mfa.policy import level_required
+from idp.mfa.signin import pending_start, signin_finish
+from idp.models import Application
 
 log = logging.getLogger("audit")
 
@@ -25,7 +32,28 @@ log = logging.getLogger("audit")
 @endpoint(rate="signin", rate_methods=("POST",))
 class SignInView(LoginView):
     """Django's sign-in page; when a client sent login_hint (OIDC Core §3.1.2.1) with the
-    authorization request it comes back from, the username field starts with it."""
+    authorization request it comes back from, the username field starts with it.
+
+    The password is the first step. A user who has a second factor, or must have one (a role, the
+    client, Django admin or the authorization request asks for it), is not signed in yet: the
+    session holds a pending sign-in and the second step follows (idp.pages.factors)."""
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        user = form.get_user()
+        backend = getattr(user, "backend", "django.contrib.auth.backends.ModelBackend")
+        next_to = self.get_redirect_url()
+        has_factor = factors.user_has_factor(user=user)
+        if has_factor or _level_wanted(user, next_to) >= levels.Level.MFA:
+            from idp.pages.factors import with_next  # the pages import this module's receivers
+
+            pending_start(self.request, user=user, backend=backend, amr=["pwd"])
+            return HttpResponseRedirect(with_next("mfa-verify" if has_factor else "mfa-enrol", next_to))
+        signin_finish(self.request, user=user, backend=backend, amr=["pwd"])
+        return HttpResponseRedirect(self.get_success_url())
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys).
+        return super().get_context_data(**kwargs) | {"passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN}
 
     def get_initial(self) -> dict[str, Any]:
         initial = super().get_initial()
@@ -37,11 +65,34 @@ class SignInView(LoginView):
         return initial
 
 
+def _level_wanted(user: Any, next_to: str) -> levels.Level:
+    """The level the page this sign-in returns to will need: Django admin's, or an authorization
+    request's (its client's setting, its acr_values or claims), and always the user's roles'."""
+    if next_to.startswith(("/admin/", "/dashboard/")):  # staff: a second factor (idp.admin_site, the dashboard)
+        return level_required(user=user, admin=True)
+    application = None
+    wanted = None
+    if next_to.startswith("/oauth/authorize/"):
+        query = parse_qs(urlsplit(next_to).query)
+        application = Application.objects.filter(client_id=query.get("client_id", [""])[0][:100]).first()
+        claims: Any = None
+        try:
+            claims = json.loads(query.get("claims", ["null"])[0])
+        except ValueError:
+            claims = None
+        wanted = levels.requested(acr_values=query.get("acr_values", [None])[0], claims=claims).level
+    needed = level_required(user=user, application=application)
+    return max(needed, wanted) if wanted is not None else needed
+
+
 # --- Sign-in events ----------------------------------------------------------------------------------
 
 
 def on_logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    audit.record(audit.Action.LOGIN_SUCCEEDED, actor=audit.Actor.user(user), target=audit.Target.user(user))
+    """A sign-in, with the methods it used (RFC 8176 amr) when it went through our sign-in."""
+    methods = getattr(request, "idp_amr", None)
+    data = {"methods": list(methods), "acr": levels.level_of_amr(methods).acr} if methods else {}
+    audit.record(audit.Action.LOGIN_SUCCEEDED, actor=audit.Actor.user(user), target=audit.Target.user(user), data=data)
 
 
 def on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
@@ -53,7 +104,18 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
     """A failed sign-in: the account it named, if that account exists (a username that is no
     account may be a password typed in the wrong field, so it is not recorded), then the
     brute-force watch."""
-    username = _record_for_account(audit.Action.LOGIN_FAILED, username=credentials.get("username"), outcome="failure")
+    factor = credentials.get("factor")
+    if factor:  # a wrong second factor (idp.pages.factors): the account is known, the factor named
+        username = _record_for_account(
+            audit.Action.MFA_CHALLENGE_FAILED,
+            username=credentials.get("username"),
+            outcome="failure",
+            data={"factor": str(factor)[:16]},
+        )
+    else:
+        username = _record_for_account(
+            audit.Action.LOGIN_FAILED, username=credentials.get("username"), outcome="failure"
+        )
     _watch_bruteforce(username=username, source_ip=context.current().source_ip)
 
 

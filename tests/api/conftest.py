@@ -34,6 +34,7 @@ ALL_PERMISSIONS = (
     "idp.clients.read",
     "idp.clients.manage",
     "audit.read",
+    "idp.mfa.reset",
 )
 
 

@@ -66,6 +66,13 @@ ENDPOINTS = [
         lambda t: (f"/users/{t.user().pk}/deactivate/", {"reason": "left"}),
         200,
     ),
+    Endpoint(
+        "POST",
+        "/users/{user_id}/mfa-reset/",
+        "idp.mfa.reset",
+        lambda t: (f"/users/{t.user().pk}/mfa-reset/", {"reason": "lost"}),
+        204,
+    ),
     Endpoint("GET", "/permissions/", "idp.roles.read", lambda t: ("/permissions/", None), 200),
     Endpoint(
         "POST",

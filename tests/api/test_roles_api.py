@@ -89,6 +89,7 @@ def test_a_role_from_creation_to_deletion(admin):
         "description": "Reads",
         "client_id": machine.client_id,
         "permissions": ["idp.roles.read"],
+        "require_mfa": False,
     }
     assert api.post("/roles/", {"name": "reporter", "client_id": machine.client_id}).status_code == 400
     assert api.get(f"/roles/?client_id={machine.client_id}").json()["results"] == [role]

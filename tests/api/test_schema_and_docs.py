@@ -42,6 +42,7 @@ def test_the_schema_validates_without_warnings_and_lists_every_endpoint(tmp_path
     assert set(schema["paths"]) == {
         "/api/v1/users/",
         "/api/v1/users/{user_id}/deactivate/",
+        "/api/v1/users/{user_id}/mfa-reset/",
         "/api/v1/permissions/",
         "/api/v1/roles/",
         "/api/v1/roles/{role_id}/",

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import audit
-from accounts.models import Role
+from accounts.models import Role, User
 from accounts.services import admin_role_ensure, role_create, role_grant
 from apikeys.models import ApiKey
 from apikeys.services import apikeys_end_due, apikeys_rotate_due
@@ -215,7 +215,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
 
     # --- root: signs in to the admin; API keys on the dashboard and the scheduler ---------------
     admin = Browser(base)
-    signed_in = admin.sign_in(reverse("admin:login") + "?next=/admin/", "login-form", "root")
+    signed_in = admin.sign_in_to_admin(User.objects.get(username="root"))
     assert signed_in.status_code == 302
     assert trail.new() == [("login.succeeded", "user", r, "user", r, "")]
 

@@ -123,7 +123,23 @@ def test_a_jwt_access_token_validates_with_an_independent_rfc9068_validator(jwt_
     assert claims["exp"] - claims["iat"] == tokens["expires_in"]
     assert claims["roles"] == ["editor"]
     assert len(claims["jti"]) >= 32
-    assert set(claims) == {"iss", "sub", "aud", "client_id", "scope", "jti", "iat", "exp", "roles"}
+    # RFC 9068 §2.2.1: how the user authenticated, as the ID token says.
+    assert (claims["acr"], claims["amr"]) == ("urn:idp:acr:pwd", ["pwd"])
+    assert abs(claims["auth_time"] - claims["iat"]) < 60
+    assert set(claims) == {
+        "iss",
+        "sub",
+        "aud",
+        "client_id",
+        "scope",
+        "jti",
+        "iat",
+        "exp",
+        "roles",
+        "auth_time",
+        "acr",
+        "amr",
+    }
 
 
 def test_an_independent_validator_refuses_what_rfc9068_refuses(jwt_rp, api, alice):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import requests
 from django.urls import reverse
 
-from tests.factories import USER_PASSWORD, make_client
+from tests.factories import USER_PASSWORD, make_client, totp_device
+from tests.mfa.codes import totp_code
 
 
 def test_an_openid_code_needs_its_redirect_uri_at_the_token_endpoint(rp, alice):
@@ -44,7 +45,10 @@ def test_a_failed_body_authentication_is_challenged_with_basic(rp):
 def test_signing_out_of_django_admin_ends_that_sessions_tokens(rp, live_server, alice):
     alice.is_staff = True
     alice.save(update_fields=["is_staff"])
-    tokens = rp.exchange(rp.authorize(username=alice.username, password=USER_PASSWORD))
+    _device, seed = totp_device(alice)  # staff reach Django admin with a second factor
+    tokens = rp.exchange(
+        rp.authorize(username=alice.username, password=USER_PASSWORD, second_factor=lambda: totp_code(seed))
+    )
     admin_page = rp.browser.get(live_server.url + reverse("admin:index"), timeout=10)
     assert admin_page.status_code == 200
     reply = rp.browser.post(

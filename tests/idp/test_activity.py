@@ -40,7 +40,7 @@ from idp.models import SigningKey
 from idp.ops.activity import activity_hours, activity_overview
 from idp.ops.metrics import counting_since
 from tests.apikeys.conftest import basic_auth
-from tests.factories import make_client, make_user
+from tests.factories import make_client, make_user, signed_in_client
 from tests.ops.processes import Samples, gunicorn_start, gunicorn_stop, held_request, samples_of, scrape
 from tests.relying_party import parse_form
 
@@ -146,9 +146,7 @@ def make_staff(*, is_staff: bool = True, may_view: bool = True, is_superuser: bo
 
 
 def signed_in(user) -> Client:
-    browser = Client()
-    browser.force_login(user)
-    return browser
+    return signed_in_client(user)  # staff use the dashboard with a second factor
 
 
 def sign_in_wrongly(username: str, *, ip: str) -> None:
@@ -461,8 +459,7 @@ def test_under_gunicorn_the_totals_are_every_workers_as_its_metrics_serve(transa
     """Two gunicorn workers both refuse sign-ins (a lockout after one failure): one while it reads a
     held request, the other meanwhile. Whichever answers the page, its totals are both workers',
     as /metrics has them, and counted since this server started."""
-    browser = Client()
-    browser.force_login(make_staff())
+    browser = signed_in_client(make_staff())
     session = browser.cookies[django_settings.SESSION_COOKIE_NAME].value
     token = "metrics-token-" + "x" * 32
     before_start = timezone.now().replace(microsecond=0)

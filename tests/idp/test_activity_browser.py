@@ -34,7 +34,7 @@ from audit.models import AuditEvent
 from idp.keys.rotation import signing_keys_ensure
 from idp.models import SigningKey
 from tests.browser import PHONE, _orm_beside_playwright, browser  # noqa: F401 - fixtures
-from tests.factories import USER_PASSWORD, make_client, make_user
+from tests.factories import USER_PASSWORD, make_client, make_user, second_factor_for
 from tests.ops.processes import scrape, value
 
 SYSTEM = audit.Actor.system("tests")
@@ -143,13 +143,18 @@ def test_the_activity_page_shows_what_the_audit_table_and_metrics_hold(live_serv
     reply = requests.get(f"{base_url}/api/v1/users/", headers={"X-API-Key": keys_due.secret}, timeout=10)
     assert reply.status_code == 200
 
-    # Signed out, the page sends a person to sign in; two wrong passwords, then the right one.
+    # Signed out, the page sends a person to sign in; two wrong passwords, then the right one, then
+    # the code of the authenticator app (staff use the dashboard with a second factor).
+    code = second_factor_for(watcher)
+    assert code is not None
     page.goto(f"{base_url}/dashboard/activity/")
     expect(page).to_have_url(f"{base_url}/accounts/login/?next=/dashboard/activity/")
     for password in ("wrong-once", "wrong-twice", USER_PASSWORD):
         page.get_by_label("Username").fill(watcher.username)
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Code from your authenticator app").fill(code())
+    page.get_by_role("button", name="Verify").click()
     expect(page).to_have_url(f"{base_url}/dashboard/activity/")
     expect(page.get_by_role("heading", name="Activity", level=1)).to_be_visible()
     expect(page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Activity")).to_have_attribute(

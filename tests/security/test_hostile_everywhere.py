@@ -168,6 +168,15 @@ API = [
         "reason",
         free_text=True,
     ),
+    # A user with no second factor: a reset that is accepted changes and records nothing.
+    api(
+        "users-mfa-reset",
+        "POST",
+        lambda w: f"/users/{w['inactive_user'].pk}/mfa-reset/",
+        {},
+        "reason",
+        free_text=True,
+    ),
     api("permissions-list", "GET", lambda w: "/permissions/", {}, "q"),
     api("permissions-create", "POST", lambda w: "/permissions/", {"description": "d"}, "codename"),
     api("roles-list", "GET", lambda w: "/roles/", {}, "client_id"),

@@ -22,7 +22,10 @@ from apikeys.selectors import apikey_verify
 from apikeys.services import apikey_create, apikey_reveal, apikeys_rotate_due
 from audit.models import AuditEvent
 from idp.keys.signing import signing_key_active, signing_keys_published
-from idp.models import SigningKey
+from idp.mfa.factors import totp_verify as verify_totp
+from idp.models import SigningKey, TotpDevice
+from tests.factories import totp_device
+from tests.mfa.codes import totp_code
 
 NEW_KEY = Fernet.generate_key().decode()
 OTHER_KEY = Fernet.generate_key().decode()
@@ -34,6 +37,8 @@ class Stored:
     signing_key: SigningKey
     successor: ApiKey  # made by the scheduler: its secret waits, encrypted, to be revealed
     now: datetime
+    totp: TotpDevice | None = None  # an authenticator app: its seed is encrypted too
+    totp_seed: bytes = b""
 
 
 @pytest.fixture
@@ -51,7 +56,8 @@ def stored(signing_key, alice):
     assert apikeys_rotate_due(now=later) == 1
     successor = ApiKey.objects.get(rotated_from=key)
     assert successor.pending_secret
-    return Stored(signing_key=signing_key, successor=successor, now=later)
+    device, seed = totp_device(alice)
+    return Stored(signing_key=signing_key, successor=successor, now=later, totp=device, totp_seed=seed)
 
 
 def rotate(*args: str) -> str:
@@ -88,7 +94,7 @@ def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, 
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY, *old_keys]
     signing_keys = SigningKey.objects.count()  # every algorithm's active and next key
     assert signing_keys == 6
-    assert json.loads(rotate("--json")) == {"signing_keys": signing_keys, "apikey_secrets": 1}
+    assert json.loads(rotate("--json")) == {"signing_keys": signing_keys, "apikey_secrets": 1, "totp_seeds": 1}
 
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY]  # the old key leaves the environment
     new = Fernet(NEW_KEY.encode())
@@ -96,7 +102,15 @@ def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, 
     assert_signs_and_reveals(stored)
     [event] = rotation_events()
     assert (event.actor_type, event.actor_id) == ("system", "rotate_encryption_key")
-    assert event.data == {"signing_keys": signing_keys, "apikey_secrets": 1, "keys_configured": 1 + len(old_keys)}
+    assert event.data == {
+        "signing_keys": signing_keys,
+        "apikey_secrets": 1,
+        "totp_seeds": 1,
+        "keys_configured": 1 + len(old_keys),
+    }
+    # The authenticator app's seed too: its codes still check under the new key alone.
+    device = TotpDevice.objects.get(pk=stored.totp.pk)
+    assert verify_totp(user=device.user, code=totp_code(stored.totp_seed)) is not None
 
 
 def test_without_rotation_the_new_key_alone_cannot_decrypt(settings, stored):
@@ -111,14 +125,14 @@ def test_a_second_run_changes_nothing_and_records_nothing(settings, old_keys, st
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY, *old_keys]
     rotate()
     after_first = ciphertexts(stored)
-    assert json.loads(rotate("--json")) == {"signing_keys": 0, "apikey_secrets": 0}
+    assert json.loads(rotate("--json")) == {"signing_keys": 0, "apikey_secrets": 0, "totp_seeds": 0}
     assert ciphertexts(stored) == after_first
     assert len(rotation_events()) == 1
 
 
 def test_with_one_key_there_is_nothing_to_do(stored):
     before = ciphertexts(stored)
-    assert "Re-encrypted 0 signing key(s) and 0 pending API key secret(s)" in rotate()
+    assert "Re-encrypted 0 signing key(s), 0 pending API key secret(s) and 0 authenticator app seed(s)" in rotate()
     assert ciphertexts(stored) == before
     assert rotation_events() == []
 

@@ -38,6 +38,11 @@ class Command(BaseCommand):
             action="store_true",
             help="a resource server: may introspect tokens and API keys (RFC 7662), learning whose they are",
         )
+        parser.add_argument(
+            "--require-mfa",
+            action="store_true",
+            help="every sign-in to this client uses a second factor (users without one set it up first)",
+        )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -55,6 +60,7 @@ class Command(BaseCommand):
                 access_token_format=options["access_token_format"],
                 access_token_audience=options["access_token_audience"],
                 is_resource_server=options["introspect"],
+                require_mfa=options["require_mfa"],
                 caller=Caller.operator(audit.Actor.system("create_client")),
             )
         except ValidationError as exc:

@@ -26,11 +26,18 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}; nothing was changed") from None
         if options["json"]:
             self.stdout.write(
-                json.dumps({"signing_keys": result.signing_keys, "apikey_secrets": result.apikey_secrets})
+                json.dumps(
+                    {
+                        "signing_keys": result.signing_keys,
+                        "apikey_secrets": result.apikey_secrets,
+                        "totp_seeds": result.totp_seeds,
+                    }
+                )
             )
             return
         self.stdout.write(
-            f"Re-encrypted {result.signing_keys} signing key(s) and {result.apikey_secrets} pending API key "
-            "secret(s) under the first key of IDP_KEY_ENCRYPTION_KEYS"
+            f"Re-encrypted {result.signing_keys} signing key(s), {result.apikey_secrets} pending API key "
+            f"secret(s) and {result.totp_seeds} authenticator app seed(s) under the first key of "
+            "IDP_KEY_ENCRYPTION_KEYS"
             + ("; the other keys can now be removed." if result.total else "; everything already was.")
         )

@@ -3,6 +3,7 @@ with remembered consent, prompt, max_age, id_token_hint and form_post."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -25,13 +26,22 @@ from oauth2_provider.forms import AllowForm
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # DOT's RFC 9207 helper
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
-from oauthlib.oauth2.rfc6749.errors import ConsentRequired, InvalidClientIdError, LoginRequired
+from oauthlib.oauth2.rfc6749.errors import (
+    ConsentRequired,
+    InvalidClientIdError,
+    LoginRequired,
+    OAuth2Error,
+)
 
 from accounts.models import User
 from idp.http.policy import endpoint
+from idp.mfa import levels
+from idp.mfa.policy import level_required
+from idp.mfa.signin import pending_get, session_authentication
 from idp.models import Application
 from idp.oauth import claims, consent, tokens
 from idp.oauth.sessions import browser_session_id
+from idp.pages.factors import with_next
 
 # The members of an authorization response (RFC 6749 §4.1.2, §4.1.2.1, RFC 9207).
 _RESPONSE_PARAMETERS = ("code", "state", "iss", "error", "error_description", "error_uri")
@@ -47,6 +57,21 @@ def _form_post(request: HttpRequest, location: str) -> HttpResponse:
     response = render(request, "oauth2_provider/form_post.html", {"action": action, "fields": fields})
     add_never_cache_headers(response)
     return response
+
+
+class InteractionRequired(OAuth2Error):
+    """OIDC Core §3.1.2.6, for prompt=none: the session must step up, which needs the user."""
+
+    error = "interaction_required"
+    description = "a second factor is required"
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0: the essential acr asked for is
+    none this provider can reach."""
+
+    error = "unmet_authentication_requirements"
+    description = "none of the essential acr values requested is supported"
 
 
 class ConsentForm(AllowForm):
@@ -119,6 +144,13 @@ class AuthorizationView(dot_views.AuthorizationView):
         prompt = set(request.GET.get("prompt", "").split())
         silent = "none" in prompt
 
+        if pending_get(request) is not None:
+            # A sign-in again (prompt=login, max_age) passed its password and waits for its
+            # second factor: the session's earlier sign-in does not stand in for it.
+            if silent:
+                return self._refuse(LoginRequired, credentials, application)
+            return HttpResponseRedirect(with_next("mfa-verify", request.get_full_path()))
+
         hint = request.GET.get("id_token_hint")
         named = tokens.id_token_hint_read(hint, issuer=oauth2_settings.oidc_issuer(request)) if hint else None
         if hint and (named is None or named.subject != str(request.user.pk)):
@@ -129,6 +161,15 @@ class AuthorizationView(dot_views.AuthorizationView):
             if silent:
                 return self._refuse(LoginRequired, credentials, application)
             return self._sign_in_again(request, "max_age")
+        below = self._below_level(request, application)
+        if below is not None:
+            # Step-up (acr_values, claims' acr, the client's or the user's roles' policy): the user
+            # proves a second factor only, before any code. An essential acr nobody can reach fails.
+            if below is UnmetAuthenticationRequirements:
+                return self._refuse(UnmetAuthenticationRequirements, credentials, application)
+            if silent:
+                return self._refuse(InteractionRequired, credentials, application)
+            return HttpResponseRedirect(with_next("mfa-verify", request.get_full_path()))
 
         if prompt & {"consent", "login", "create"} or "resource" in request.GET:
             return super().get(request, *args, **kwargs)
@@ -181,8 +222,37 @@ class AuthorizationView(dot_views.AuthorizationView):
         raw = request.GET.get("max_age", "")
         if not raw.isdigit():
             return False
-        signed_in = _signed_in(request).last_login
-        return signed_in is None or (timezone.now() - signed_in).total_seconds() > int(raw)
+        authentication = session_authentication(request)
+        return authentication is None or (timezone.now() - authentication.auth_time).total_seconds() > int(raw)
+
+    @staticmethod
+    def _requested(request: HttpRequest, claims: Any = None) -> levels.Requested:
+        """The level asked for: acr_values, and the claims parameter (the request's, or the
+        consent form's, whichever asks for more)."""
+        asked: list[levels.Requested] = []
+        for raw in (request.GET.get("claims"), claims):
+            parsed: Any = raw
+            if isinstance(raw, str):
+                try:
+                    parsed = json.loads(raw) if raw else None
+                except ValueError:
+                    parsed = None  # oauthlib refuses a malformed claims parameter before this
+            asked.append(levels.requested(acr_values=request.GET.get("acr_values"), claims=parsed))
+        return max(asked, key=lambda one: (one.essential, one.level or 0))
+
+    def _below_level(self, request: HttpRequest, application: Application, claims: Any = None) -> Any:
+        """None when the session's sign-in is strong enough for this request; otherwise what is
+        missing: a level to step up to, or UnmetAuthenticationRequirements."""
+        asked = self._requested(request, claims)
+        if asked.essential and asked.values and asked.level is None:
+            return UnmetAuthenticationRequirements
+        needed = level_required(user=request.user, application=application)
+        if asked.level is not None:
+            needed = max(needed, asked.level)
+        authentication = session_authentication(request)
+        if authentication is None or authentication.level < needed:
+            return needed
+        return None
 
     def _refuse(self, error_class: type, credentials: dict, application: Application) -> HttpResponse:
         error = error_class(state=credentials.get("state"))
@@ -194,8 +264,19 @@ class AuthorizationView(dot_views.AuthorizationView):
     def form_valid(self, form: ConsentForm) -> HttpResponse:
         # DOT looks the client up with .get() before oauthlib validates anything, so an unknown
         # client_id in a posted form would be a 500; it is oauthlib's invalid_client_id page.
-        if not Application.objects.filter(client_id=form.cleaned_data.get("client_id") or "").exists():
+        application = Application.objects.filter(client_id=form.cleaned_data.get("client_id") or "").first()
+        if application is None:
             return self.error_response(OAuthToolkitError(error=InvalidClientIdError()), None)
+        # The consent form answers a page get() showed, but is a request of its own, and a code
+        # comes of it: everything get() demands of the session holds here too (a sign-in waiting
+        # for its second factor, max_age, the level the client, the user's roles and the request,
+        # as the form carries it, ask for). If not, the authorization request starts over.
+        if (
+            pending_get(self.request) is not None
+            or self._authentication_too_old(self.request)
+            or self._below_level(self.request, application, claims=form.cleaned_data.get("claims")) is not None
+        ):
+            return HttpResponseRedirect(self.request.get_full_path())
         self.consent_given = True
         self.remember_consent = bool(form.cleaned_data.get("remember"))
         return super().form_valid(form)
@@ -205,6 +286,14 @@ class AuthorizationView(dot_views.AuthorizationView):
         # with the code it let through. oauthlib answers most refusals with an error redirect
         # rather than an exception, hence the look at the answer.
         credentials["session_id"] = browser_session_id(request)  # idp.oauth.validator binds the code to it
+        authentication = session_authentication(request)
+        if authentication is not None:
+            # How the user authenticated, kept on the code and its tokens (idp.oauth.validator).
+            credentials["authentication"] = {
+                "auth_time": authentication.auth_time,
+                "amr": list(authentication.amr),
+                "acr": self._requested(request, credentials.get("claims")).acr_for(authentication.level),
+            }
         with transaction.atomic():
             if allow and self.consent_given:
                 application = Application.objects.get(client_id=credentials["client_id"])

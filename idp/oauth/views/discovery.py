@@ -15,6 +15,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from idp.http.policy import endpoint
 from idp.keys import signing as keys
+from idp.mfa import levels
 
 
 @endpoint(cors=True, errors="json")
@@ -56,10 +57,13 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 "claim_types_supported": ["normal"],
                 "request_parameter_supported": False,
                 "request_uri_parameter_supported": False,
+                # Authentication levels and methods (idp.mfa.levels), asked for with acr_values
+                # or the claims parameter's acr, told in ID tokens' acr and amr.
+                "acr_values_supported": list(levels.ACR_VALUES_SUPPORTED),
             }
         )
         data["claims_supported"] = sorted(
-            data["claims_supported"] + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "sid"]
+            data["claims_supported"] + ["iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "acr", "amr"]
         )
         return data
 

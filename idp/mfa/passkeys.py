@@ -41,8 +41,8 @@ from webauthn.helpers.exceptions import WebAuthnException
 import audit
 from idp.http.policy import endpoint
 from idp.mfa import factors
-from idp.mfa.levels import Level, amr_with
-from idp.mfa.signin import Pending, pending_get, session_authentication, signin_finish
+from idp.mfa.levels import amr_with
+from idp.mfa.signin import Pending, pending_get, session_is_fresh, signin_finish
 from idp.pages.factors import (
     factor_failed,
     factor_proved,
@@ -159,13 +159,6 @@ def _state_pop(request: HttpRequest, key: str, *, uid: int | None) -> dict[str, 
 # --- Registration --------------------------------------------------------------------------------
 
 
-def _is_freshly_verified(request: HttpRequest) -> bool:
-    proved = session_authentication(request)
-    if proved is None or proved.level < Level.MFA:
-        return False
-    return (timezone.now() - proved.auth_time).total_seconds() <= settings.MFA_FRESH_SECONDS
-
-
 def registrant(request: HttpRequest) -> tuple[Any, Pending | None]:
     """Who may register a passkey now: the pending sign-in's user while they have no factor (their
     first, at enrolment), else the signed-in user, who needs a fresh second factor once they have
@@ -178,7 +171,7 @@ def registrant(request: HttpRequest) -> tuple[Any, Pending | None]:
     user = request.user
     if not user.is_authenticated:
         raise refusals.NotAuthenticated()
-    if factors.user_has_factor(user=user) and not _is_freshly_verified(request):
+    if factors.user_has_factor(user=user) and not session_is_fresh(request):
         raise refusals.NotVerified(detail="Confirm it's you with your second factor, then add the passkey.")
     return user, None
 

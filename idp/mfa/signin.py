@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 import audit
-from idp.mfa.levels import Authentication, amr_with
+from idp.mfa.levels import Authentication, Level, amr_with
 
 PENDING_KEY = "idp_pending_signin"
 AUTH_KEY = "idp_auth"
@@ -98,6 +98,15 @@ def session_authentication(request: HttpRequest) -> Authentication | None:
         return known
     at: datetime = user.last_login or timezone.now()
     return Authentication(amr=("pwd",), auth_time=at)
+
+
+def session_is_fresh(request: HttpRequest) -> bool:
+    """Whether this session proved a second factor within MFA_FRESH_SECONDS: what changing one's
+    factors needs (the security page, adding a passkey) once one has any."""
+    authentication = session_authentication(request)
+    if authentication is None or authentication.level < Level.MFA:
+        return False
+    return (timezone.now() - authentication.auth_time).total_seconds() <= settings.MFA_FRESH_SECONDS
 
 
 def step_up(request: HttpRequest, *, method: str) -> Authentication:

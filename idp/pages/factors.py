@@ -35,7 +35,7 @@ from idp.mfa import factors, totp
 from idp.mfa.levels import amr_with
 from idp.mfa.signin import Pending, pending_get, signin_finish, step_up
 
-_CODE_MAX = 64  # longer than any code: the rest is not read
+CODE_MAX = 64  # longer than any code: the rest is not read
 
 
 def next_url(request: HttpRequest) -> str:
@@ -152,7 +152,7 @@ class FactorVerifyView(View):
         if is_locked(request, user):
             return signin_locked_out(request, None, None)
         method = request.POST.get("method")
-        code = str(request.POST.get("code", ""))[:_CODE_MAX]
+        code = str(request.POST.get("code", ""))[:CODE_MAX]
         held = factors.factors_of(user=user)
         if method == "totp" and held.totp is not None:
             proved = factors.totp_verify(user=user, code=code) is not None
@@ -214,7 +214,7 @@ class FactorEnrolView(View):
         if request.POST.get("action") == "start":
             totp_enrolment_start(request, user=user)
             return HttpResponseRedirect(with_next("mfa-enrol", next_url(request)))
-        code = str(request.POST.get("code", ""))[:_CODE_MAX]
+        code = str(request.POST.get("code", ""))[:CODE_MAX]
         device = totp_enrolment_confirm(request, user=user, code=code)
         if device is None:
             return self._page(request, user=user, error="That code is not right. Enter the code your app shows now.")

@@ -3,7 +3,7 @@ managing them. Thin adapters over idp.mfa.factors.
 
 Every change to someone's factors (adding an authenticator app, removing one, renaming or
 removing a passkey, new recovery codes) needs a second factor proved recently when they have one
-(fresh_factor: level MFA within MFA_FRESH_SECONDS); otherwise the change is not made and the
+(idp.mfa.signin.session_is_fresh: level MFA within MFA_FRESH_SECONDS); otherwise the change is not made and the
 browser goes to the second step (mfa-verify), which comes back here. A user with no factor sets up
 their first with a signed-in session only. GETs change nothing; every POST either redirects back
 with a message (post/redirect/get) or, for new recovery codes, answers with them once (no-store).
@@ -12,18 +12,15 @@ A device that is not the user's is a 404, as one that does not exist.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -32,25 +29,15 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 import audit
 from idp.http.policy import endpoint
 from idp.mfa import factors, totp
-from idp.mfa.levels import Level
-from idp.mfa.signin import session_authentication, step_up
-from idp.pages.factors import totp_enrolment_confirm, totp_enrolment_pending, totp_enrolment_start, with_next
+from idp.mfa.signin import session_is_fresh, step_up
+from idp.pages.factors import CODE_MAX, totp_enrolment_confirm, totp_enrolment_pending, totp_enrolment_start, with_next
 
-_CODE_MAX = 64  # longer than any code: the rest is not read
 PASSKEY_NAME_MAX = 64  # WebAuthnCredential.name (django-otp's Device.name) holds 64
-
-
-def fresh_factor(request: HttpRequest) -> bool:
-    """Whether this session proved a second factor within MFA_FRESH_SECONDS."""
-    authentication = session_authentication(request)
-    if authentication is None or authentication.level < Level.MFA:
-        return False
-    return timezone.now() - authentication.auth_time <= timedelta(seconds=settings.MFA_FRESH_SECONDS)
 
 
 def may_change_factors(request: HttpRequest) -> bool:
     """A user with a factor changes factors only with a fresh one; a user without sets up a first."""
-    return fresh_factor(request) or not factors.user_has_factor(user=request.user)
+    return session_is_fresh(request) or not factors.user_has_factor(user=request.user)
 
 
 def _to_page() -> HttpResponseRedirect:
@@ -66,7 +53,7 @@ def _page(request: HttpRequest, *, status: int = 200) -> HttpResponse:
     held = factors.factors_of(user=user)
     context: dict[str, Any] = {
         "factors": held,
-        "fresh": fresh_factor(request),
+        "fresh": session_is_fresh(request),
         "passkey_name_max": PASSKEY_NAME_MAX,
         "pending": None,
     }
@@ -137,7 +124,7 @@ class AppConfirmView(SecurityActionView):
         if totp_enrolment_pending(request, user=user) is None:
             messages.error(request, "Start setting up an authenticator app first.")
             return _to_page()
-        code = str(request.POST.get("code", ""))[:_CODE_MAX]
+        code = str(request.POST.get("code", ""))[:CODE_MAX]
         device = totp_enrolment_confirm(request, user=user, code=code)
         if device is None:
             messages.error(request, "That code is not right. Enter the code your app shows now.")

@@ -68,14 +68,14 @@ class SessionStore(DbSessionStore):
         return BrowserSession
 
     def _get_session_from_db(self) -> Any:
-        self.row = super()._get_session_from_db()
+        self.row = super()._get_session_from_db()  # type: ignore[misc] # Django's, not in the stubs
         return self.row
 
     def cycle_key(self) -> None:
         """A new key for the same session (Django does this at sign-in, against session fixation):
         the row keeps its public id, start and origin. The old row goes before the new one is
         inserted (Django inserts first), as both would hold the same public id."""
-        data = self._session
+        data = self._session  # type: ignore[attr-defined] # SessionBase's, untyped
         old_key = self.session_key
         self._carried = self.row
         if old_key:
@@ -88,7 +88,7 @@ class SessionStore(DbSessionStore):
             session_key = self.session_key
         if session_key is None:
             return
-        self.model.objects.filter(session_key=session_key).delete()
+        BrowserSession.objects.filter(session_key=session_key).delete()
         if session_key == self.session_key:
             self.row = None
 
@@ -98,7 +98,7 @@ class SessionStore(DbSessionStore):
         Django's middleware answers 400 rather than bringing the session back."""
         if self.session_key is None:
             return self.create()
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         now = timezone.now()
         columns = {
             "session_data": self.encode(data),
@@ -106,16 +106,16 @@ class SessionStore(DbSessionStore):
             "last_active_at": now,
             **_columns(data),
         }
-        using = router.db_for_write(self.model)
+        using = router.db_for_write(BrowserSession)
         if not must_create:
             with transaction.atomic(using=using):
-                updated = self.model.objects.using(using).filter(session_key=self.session_key).update(**columns)
+                updated = BrowserSession.objects.using(using).filter(session_key=self.session_key).update(**columns)
             if not updated:
                 raise UpdateError
             return None
         carried, self._carried = self._carried, None
         origin = self.origin_of() if self.origin_of is not None else None
-        row = self.model(session_key=self.session_key, **columns)
+        row = BrowserSession(session_key=self.session_key, **columns)
         if carried is not None:
             row.public_id, row.created_at = carried.public_id, carried.created_at
             row.user_agent, row.ip_address, row.issuer = carried.user_agent, carried.ip_address, carried.issuer
@@ -137,7 +137,7 @@ class SessionStore(DbSessionStore):
         now = now or timezone.now()
         if row is None or row.last_active_at > now - timedelta(seconds=TOUCH_SECONDS):
             return
-        self.model.objects.filter(pk=row.pk, last_active_at__lte=now - timedelta(seconds=TOUCH_SECONDS)).update(
+        BrowserSession.objects.filter(pk=row.pk, last_active_at__lte=now - timedelta(seconds=TOUCH_SECONDS)).update(
             last_active_at=now
         )
         row.last_active_at = now

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest
-from django.http.response import HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from oauth2_provider.settings import oauth2_settings
 
 from audit.context import client_ip
@@ -34,7 +33,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             # Worked out only when a session is inserted: most requests insert none.
             session.origin_of = lambda: _origin(request)
 
-    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response = super().process_response(request, response)
         session = getattr(request, "session", None)
         if isinstance(session, SessionStore) and not session.modified:

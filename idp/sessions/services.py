@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 import audit
+from accounts.selectors import Caller, holdings_of
+from accounts.services import caller_holds_check
 from idp.models import Application, BrowserSession
 from idp.oauth.tokens import user_tokens_revoke
+from idp.sessions.selectors import session_get_for_user
 
 
 @dataclass(frozen=True)
@@ -120,3 +125,27 @@ def on_user_saved(
     user_id = getattr(instance, "pk", None)
     if isinstance(user_id, int) and BrowserSession.objects.filter(user_id=user_id).exists():
         user_sessions_end(user_id=user_id, actor=audit.Actor.system("deactivation"), reason="user_deactivated")
+
+
+# --- Staff (Django admin, the management API) ------------------------------------------------------
+
+
+def staff_may_end_check(*, caller: Caller, user: Any) -> None:
+    """Refuse (PermissionDenied) unless the caller may see and end this user's sessions: they must
+    hold every role and permission the user holds (caller_holds_check), so a lesser staff member
+    cannot keep signing an administrator out; a staff account's only a superuser (or the shell)."""
+    caller_holds_check(caller=caller, carries=holdings_of(user_id=user.pk), doing="end this user's sessions")
+    if (user.is_staff or user.is_superuser) and not caller.is_operator and caller.user_id != user.pk:
+        raise PermissionDenied("cannot end this user's sessions: only a superuser ends those of staff")
+
+
+@transaction.atomic
+def staff_sessions_end(*, caller: Caller, user: Any, reason: str, public_id: str | None = None) -> int:
+    """A staff member ends one session of a user (public_id; 404 if not the user's) or all of them,
+    after staff_may_end_check. Returns how many ended."""
+    staff_may_end_check(caller=caller, user=user)
+    reason = f"staff: {reason}"[:200] if reason else "staff"
+    if public_id is None:
+        return user_sessions_end(user_id=user.pk, actor=caller.actor, reason=reason)
+    session = session_get_for_user(user_id=user.pk, public_id=public_id)
+    return 0 if session_end(public_id=session.public_id, actor=caller.actor, reason=reason) is None else 1

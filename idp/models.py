@@ -122,7 +122,7 @@ class Application(AbstractApplication):
     previous_client_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # OpenID Connect Back-Channel and Front-Channel Logout 1.0 (idp.sessions.logout): where the
     # provider tells the client that a browser session it signed in through has ended.
-    backchannel_logout_uri = models.URLField(
+    backchannel_logout_uri = models.CharField(
         "back-channel logout URI",
         max_length=LOGOUT_URI_MAX,
         blank=True,
@@ -133,7 +133,7 @@ class Application(AbstractApplication):
     backchannel_logout_session_required = models.BooleanField(
         "back-channel logout needs the sid", default=False, help_text="The logout token always carries the sid."
     )
-    frontchannel_logout_uri = models.URLField(
+    frontchannel_logout_uri = models.CharField(
         "front-channel logout URI",
         max_length=LOGOUT_URI_MAX,
         blank=True,

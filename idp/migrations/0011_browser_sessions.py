@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="application",
             name="backchannel_logout_uri",
-            field=models.URLField(
+            field=models.CharField(
                 blank=True,
                 default="",
                 help_text="Receives a signed logout token (POST) when a session that signed in here ends. "
@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="application",
             name="frontchannel_logout_uri",
-            field=models.URLField(
+            field=models.CharField(
                 blank=True,
                 default="",
                 help_text="Loaded in a hidden iframe of the signed-out page when a session that signed in here ends.",

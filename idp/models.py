@@ -437,7 +437,8 @@ class BrowserSession(AbstractBaseSession):
     user, the sid (idp.oauth.sessions) and the clients signed in through the session are copied
     from the session's data each time it is saved, so they are queryable."""
 
-    session_key = DigestField("session key digest", primary_key=True)
+    # Unique, not the primary key: admin and every URL name a row by its id, never by the digest.
+    session_key = DigestField("session key digest", unique=True)
     public_id = models.CharField(max_length=32, unique=True, default=_session_public_id, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="browser_sessions"

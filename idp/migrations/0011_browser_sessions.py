@@ -88,13 +88,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="BrowserSession",
             fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("session_data", models.TextField(verbose_name="session data")),
                 ("expire_date", models.DateTimeField(db_index=True, verbose_name="expire date")),
                 (
                     "session_key",
-                    idp.models.DigestField(
-                        max_length=64, primary_key=True, serialize=False, verbose_name="session key digest"
-                    ),
+                    idp.models.DigestField(max_length=64, unique=True, verbose_name="session key digest"),
                 ),
                 (
                     "public_id",

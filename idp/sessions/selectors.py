@@ -4,6 +4,7 @@ each (device, clients)."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +12,8 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from idp.models import Application, BrowserSession
+
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # secrets.token_urlsafe's alphabet
 
 
 def sessions_of_user(*, user_id: int) -> QuerySet[BrowserSession]:
@@ -25,8 +28,8 @@ def sessions_of_user(*, user_id: int) -> QuerySet[BrowserSession]:
 def session_get_for_user(*, user_id: int, public_id: str) -> BrowserSession:
     """One of the user's sessions by its public id; the same 404 for one that does not exist and
     one that is someone else's."""
-    if not isinstance(public_id, str) or not 1 <= len(public_id) <= 32:
-        raise Http404
+    if not isinstance(public_id, str) or PUBLIC_ID.fullmatch(public_id) is None:
+        raise Http404  # never queried: a NUL byte would be a database error, not a miss
     found = sessions_of_user(user_id=user_id).filter(public_id=public_id).first()
     if found is None:
         raise Http404

@@ -175,6 +175,7 @@ CLIENTS_MANAGE = "idp.clients.manage"
 AUDIT_READ = "audit.read"
 APIKEYS_MANAGE = "idp.apikeys.manage"
 MFA_RESET = "idp.mfa.reset"
+SESSIONS_END = "idp.sessions.end"
 MANAGEMENT_PERMISSIONS = {
     USERS_READ: "List users.",
     USERS_MANAGE: "Create and deactivate users.",
@@ -184,6 +185,7 @@ MANAGEMENT_PERMISSIONS = {
     CLIENTS_MANAGE: "Register clients, rotate their secrets and disable them.",
     AUDIT_READ: "Read the audit trail.",
     MFA_RESET: "Reset a user's second factors (the user enrols again).",
+    SESSIONS_END: "See a user's sessions and end them (the user is signed out there).",
     APIKEYS_MANAGE: "See every API key and revoke any; rotate and reveal machine clients' keys carrying "
     "no more than one holds oneself.",
 }

@@ -53,6 +53,9 @@ class Action(StrEnum):
     MFA_CHALLENGE_FAILED = "mfa.challenge_failed"
     MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
     MFA_RECOVERY_CODES_REGENERATED = "mfa.recovery_codes_regenerated"
+    SESSION_ENDED = "session.ended"
+    LOGOUT_DELIVERED = "logout.delivered"
+    LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"
 
 
 @dataclass(frozen=True)

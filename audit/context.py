@@ -120,7 +120,8 @@ class AuditContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         context = RequestContext(
             source_ip=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX],
+            # PostgreSQL text cannot hold NUL: a user agent carrying one would make its event a 500.
+            user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:USER_AGENT_MAX],
             request_id=request_id_for(request),
         )
         # For the error pages (idp.http.errors); HttpRequest does not declare it.

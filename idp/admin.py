@@ -19,13 +19,15 @@ from oauth2_provider import admin as dot_admin
 from oauth2_provider.admin import ApplicationAdmin
 
 import audit
-from accounts.models import MFA_RESET, Role, RoleAssignment, User
+from accounts.models import MFA_RESET, SESSIONS_END, Role, RoleAssignment, User
 from accounts.selectors import Caller, caller_for_person, caller_holds
 from accounts.services import administration_kept, caller_holds_check, role_grant, role_revoke
 from idp.http.cors import origin_validate
 from idp.mfa import factors
-from idp.models import Application, Consent, SigningKey
+from idp.models import Application, BrowserSession, Consent, SigningKey
 from idp.oauth import clients, consent, tokens
+from idp.sessions import selectors as session_selectors
+from idp.sessions import services as session_services
 
 
 def admin_caller(request: HttpRequest) -> Caller:
@@ -60,6 +62,10 @@ class ClientForm(forms.ModelForm):
             "is_active",
             "is_resource_server",
             "require_mfa",
+            "backchannel_logout_uri",
+            "backchannel_logout_session_required",
+            "frontchannel_logout_uri",
+            "frontchannel_logout_session_required",
         ]
         help_texts = {
             "allowed_origins": "Space-separated origins (https://app.example.com) whose pages may call the token, "
@@ -406,3 +412,68 @@ def reset_second_factors(modeladmin: Any, request: HttpRequest, queryset: QueryS
 # A site-wide action that is disabled: it runs only on the pages that name it (the user page).
 admin.site.add_action(reset_second_factors, "reset_second_factors")
 admin.site.disable_action("reset_second_factors")
+
+
+# --- Users' sessions (idp.sessions) -----------------------------------------------------------------
+
+
+@admin.register(BrowserSession)
+class BrowserSessionAdmin(admin.ModelAdmin):
+    """Users' browser sessions, for staff holding idp.sessions.end (through a role; a superuser holds
+    everything): listed by public id (the key is not stored), ended only with the action, through
+    idp.sessions.services (tokens revoked, clients told, session.ended recorded), and only those of
+    users holding nothing the staff member does not (staff_may_end_check)."""
+
+    list_display = ("public_id", "user", "device", "ip_address", "created_at", "last_active_at", "applications")
+    list_filter = ("last_active_at",)
+    search_fields = ("user__username", "public_id", "ip_address")
+    fields = ("public_id", "user", "device", "user_agent", "ip_address", "created_at", "last_active_at", "expire_date")
+    readonly_fields = fields
+    actions = ["end_sessions"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BrowserSession]:
+        return super().get_queryset(request).filter(user__isnull=False).select_related("user")
+
+    @admin.display(description="device")
+    def device(self, obj: BrowserSession) -> str:
+        return session_selectors.device_of(obj.user_agent)
+
+    @admin.display(description="applications")
+    def applications(self, obj: BrowserSession) -> str:
+        return ", ".join(obj.client_ids)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin_caller(request).holds([SESSIONS_END])
+
+    def has_end_permission(self, request: HttpRequest) -> bool:
+        return admin_caller(request).holds([SESSIONS_END])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="End the selected sessions (sign those browsers out)", permissions=["end"])
+    def end_sessions(self, request: HttpRequest, queryset: QuerySet[BrowserSession]) -> None:
+        caller = admin_caller(request)
+        rows = list(queryset.select_related("user"))
+        try:
+            with transaction.atomic():  # all of them or none
+                ended = sum(
+                    session_services.staff_sessions_end(
+                        caller=caller, user=row.user, reason="Django admin", public_id=row.public_id
+                    )
+                    for row in rows
+                    if row.user is not None
+                )
+        except PermissionDenied as refused:
+            self.message_user(request, f"No session was ended: {refused}.", messages.ERROR)
+            return
+        self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)

@@ -63,7 +63,12 @@ class IdpConfig(AppConfig):
 
         auth_signals.user_logged_in.connect(signin.on_logged_in, dispatch_uid="idp.signin.logged_in")
         # A session's tokens are revoked first, then its end is recorded.
-        auth_signals.user_logged_out.connect(sessions.session_tokens_revoke, dispatch_uid="idp.sessions.logged_out")
+        auth_signals.user_logged_out.connect(sessions.session_logged_out, dispatch_uid="idp.sessions.logged_out")
+        from idp.sessions import services as session_services
+
+        post_save.connect(
+            session_services.on_user_saved, sender=get_user_model(), dispatch_uid="idp.sessions.user_deactivated"
+        )
         auth_signals.user_logged_out.connect(signin.on_logged_out, dispatch_uid="idp.signin.logged_out")
         auth_signals.user_login_failed.connect(signin.on_login_failed, dispatch_uid="idp.signin.failed")
         user_locked_out.connect(signin.on_locked_out, dispatch_uid="idp.signin.locked_out")

@@ -4,11 +4,13 @@ migration so later issues can add fields, plus signing keys and remembered conse
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -24,6 +26,8 @@ from oauth2_provider.models import (
 from oauth2_provider.validators import AllowedURIValidator
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+USER_AGENT_MAX = 300  # enough to tell a device; the rest of a user agent says nothing more
+LOGOUT_URI_MAX = 2000  # a back- or front-channel logout URI, as long as any browser takes a URL
 
 
 class Digest(str):
@@ -116,6 +120,31 @@ class Application(AbstractApplication):
     # previous_client_secret_expires_at (idp.oauth.validator.IdpValidator). Never editable in forms.
     previous_client_secret = models.CharField(max_length=255, blank=True, default="", editable=False)
     previous_client_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # OpenID Connect Back-Channel and Front-Channel Logout 1.0 (idp.sessions.logout): where the
+    # provider tells the client that a browser session it signed in through has ended.
+    backchannel_logout_uri = models.CharField(
+        "back-channel logout URI",
+        max_length=LOGOUT_URI_MAX,
+        blank=True,
+        default="",
+        help_text="Receives a signed logout token (POST) when a session that signed in here ends. https; "
+        "http only for 127.0.0.1 and [::1] in development. No fragment.",
+    )
+    backchannel_logout_session_required = models.BooleanField(
+        "back-channel logout needs the sid", default=False, help_text="The logout token always carries the sid."
+    )
+    frontchannel_logout_uri = models.CharField(
+        "front-channel logout URI",
+        max_length=LOGOUT_URI_MAX,
+        blank=True,
+        default="",
+        help_text="Loaded in a hidden iframe of the signed-out page when a session that signed in here ends.",
+    )
+    frontchannel_logout_session_required = models.BooleanField(
+        "front-channel logout needs iss and sid",
+        default=False,
+        help_text="The front-channel logout URI is loaded with the iss and sid query parameters.",
+    )
 
     objects = ApplicationManager()
 
@@ -179,6 +208,11 @@ class Application(AbstractApplication):
                     errors.setdefault(field, []).append(
                         ValidationError(f"{uri} must use https; plain http is allowed only for 127.0.0.1 and [::1].")
                     )
+        from idp.sessions.outbound import logout_uri_problems  # it reads Application's constants
+
+        for field in ("backchannel_logout_uri", "frontchannel_logout_uri"):
+            for problem in logout_uri_problems(getattr(self, field)):
+                errors.setdefault(field, []).append(ValidationError(problem))
         unknown = set(self.scope_list) - set(settings.OAUTH2_PROVIDER["SCOPES"])
         if unknown:
             errors.setdefault("allowed_scopes", []).append(
@@ -384,3 +418,50 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return f"recovery code {self.pk} of user {self.user_id}"
+
+
+# --- Browser sessions (idp.sessions) ----------------------------------------------------------------
+
+
+def _session_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class BrowserSession(AbstractBaseSession):
+    """A browser session, the row behind Django's session engine (idp.sessions.backend): one per
+    browser signed in, or on its way to it.
+
+    The session key is a bearer credential (whoever presents it is signed in), so the table holds
+    its SHA-256 digest only (DigestField hashes every lookup value too): a dump of this table signs
+    nobody in. Pages and the API name a session by `public_id`, which says nothing of the key. The
+    user, the sid (idp.oauth.sessions) and the clients signed in through the session are copied
+    from the session's data each time it is saved, so they are queryable."""
+
+    # Unique, not the primary key: admin and every URL name a row by its id, never by the digest.
+    session_key = DigestField("session key digest", unique=True)
+    public_id = models.CharField(max_length=32, unique=True, default=_session_public_id, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="browser_sessions"
+    )
+    sid = models.CharField(max_length=64, blank=True, default="", editable=False)
+    client_ids = models.JSONField(default=list, blank=True, editable=False)
+    user_agent = models.CharField(max_length=USER_AGENT_MAX, blank=True, default="", editable=False)
+    ip_address = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # The issuer the browser met (the request's own in development, IDP_ISSUER in production): the
+    # iss of the ID tokens issued through the session, and so of its logout tokens.
+    issuer = models.CharField(max_length=255, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_active_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "browser session"
+        indexes = [models.Index(fields=["user", "-last_active_at"], name="idp_browsersession_user")]
+
+    def __str__(self) -> str:
+        return f"session {self.public_id}"
+
+    @classmethod
+    def get_session_store_class(cls) -> Any:
+        from idp.sessions.backend import SessionStore
+
+        return SessionStore

@@ -142,7 +142,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "idp.http.middleware.JsonErrorBodyMiddleware",
     "idp.http.middleware.ParameterGuardMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "idp.sessions.middleware.SessionMiddleware",  # Django's, plus each session's device and last activity
     "idp.http.cors.CorsMiddleware",  # django-cors-headers on the endpoints that declare cors
     "idp.http.headers.NoStoreMiddleware",
     "idp.http.headers.CSPMiddleware",
@@ -532,6 +532,22 @@ SESSION_COOKIE_SAMESITE = "Lax"  # Lax, not Strict: the authorization redirect a
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("IDP_SESSION_SECONDS", default=8 * 3600, minimum=300)
 SESSION_COOKIE_NAME = "__Host-idp_session" if PRODUCTION else "idp_session"
+# Sessions are rows the user sees and ends (idp.sessions): Django's database engine extended, the
+# key stored only as its digest. Sessions of Django's default engine are not carried over.
+SESSION_ENGINE = "idp.sessions.backend"
+
+# Single logout (idp.sessions.logout): back-channel logout tokens are POSTed by a Celery task, with
+# up to IDP_LOGOUT_DELIVERY_RETRIES retries after the first attempt, waiting
+# IDP_LOGOUT_DELIVERY_BACKOFF_SECONDS * 2**n (n = 0, 1, ...) between them, each attempt given
+# IDP_LOGOUT_DELIVERY_TIMEOUT_SECONDS. Private, loopback, link-local and other non-public
+# addresses are refused (at registration, and against the address connected to) unless
+# IDP_LOGOUT_ALLOW_PRIVATE_ADDRESSES: off in production, on in development (local receivers).
+IDP_LOGOUT_DELIVERY_RETRIES = env_int("IDP_LOGOUT_DELIVERY_RETRIES", default=5)
+IDP_LOGOUT_DELIVERY_BACKOFF_SECONDS = env_int("IDP_LOGOUT_DELIVERY_BACKOFF_SECONDS", default=10, minimum=1)
+IDP_LOGOUT_DELIVERY_TIMEOUT_SECONDS = env_int("IDP_LOGOUT_DELIVERY_TIMEOUT_SECONDS", default=5, minimum=1)
+# The Celery queue of the deliveries; empty: the default queue.
+IDP_LOGOUT_QUEUE = env_str("IDP_LOGOUT_QUEUE", default="")
+IDP_LOGOUT_ALLOW_PRIVATE_ADDRESSES = env_bool("IDP_LOGOUT_ALLOW_PRIVATE_ADDRESSES", default=not PRODUCTION)
 CSRF_COOKIE_NAME = "__Host-idp_csrf" if PRODUCTION else "idp_csrf"
 CSRF_TRUSTED_ORIGINS = [ISSUER] if ISSUER else []
 CSRF_FAILURE_VIEW = "idp.http.errors.csrf_failure"

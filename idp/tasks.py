@@ -5,6 +5,7 @@ import audit
 from idp.keys.checkpoints import audit_checkpoint_create
 from idp.keys.rotation import signing_keys_rotate_due
 from idp.oauth.tokens import tokens_clear_expired
+from idp.sessions.tasks import deliver_backchannel_logout  # noqa: F401 - the worker finds idp's tasks here
 
 
 @shared_task(acks_late=True, soft_time_limit=300)

@@ -10,6 +10,7 @@ from idp.oauth.views import logout as oauth_logout
 from idp.ops import bench as bench_views
 from idp.ops import views as ops_views
 from idp.pages import dashboard, factors, security, signin, views
+from idp.sessions import pages as session_pages
 
 urlpatterns = [
     path("", include("idp.oauth.urls")),
@@ -52,6 +53,9 @@ urlpatterns = [
         dashboard.SigningKeyRotateView.as_view(),
         name="signing-key-rotate",
     ),
+    path("dashboard/sessions/", session_pages.SessionListView.as_view(), name="sessions"),
+    path("dashboard/sessions/end-all/", session_pages.SessionsEndAllView.as_view(), name="sessions-end-all"),
+    path("dashboard/sessions/<str:public_id>/end/", session_pages.SessionEndView.as_view(), name="session-end"),
     path("dashboard/", include("apikeys.urls")),
     path("api/v1/", include("idp.api.urls")),
     # Swagger UI, its files served from our static files (drf-spectacular-sidecar), never a CDN;

@@ -23,7 +23,7 @@ from idp.api.serializers import (
     uri_field,
 )
 from idp.http.policy import MANAGEMENT_API, endpoint
-from idp.models import Application
+from idp.models import LOGOUT_URI_MAX, Application
 from idp.oauth import clients
 
 # RFC 6749 §5.1 asks the same of token responses: a response carrying a secret is never cached.
@@ -80,6 +80,23 @@ class ClientListCreateApi(GenericAPIView):
         require_mfa = StrictBooleanField(
             required=False, default=False, help_text="Every sign-in to this client uses a second factor."
         )
+        backchannel_logout_uri = StrictCharField(
+            max_length=LOGOUT_URI_MAX,
+            required=False,
+            default="",
+            allow_blank=True,
+            help_text="OpenID Connect Back-Channel Logout: receives a signed logout token when a session that "
+            "signed in to this client ends. https, at a public address; no fragment.",
+        )
+        backchannel_logout_session_required = StrictBooleanField(required=False, default=False)
+        frontchannel_logout_uri = StrictCharField(
+            max_length=LOGOUT_URI_MAX,
+            required=False,
+            default="",
+            allow_blank=True,
+            help_text="OpenID Connect Front-Channel Logout: loaded in an iframe of the signed-out page.",
+        )
+        frontchannel_logout_session_required = StrictBooleanField(required=False, default=False)
 
     class Output(serializers.Serializer):
         client = ClientOutput(source="application", read_only=True)

@@ -5,13 +5,22 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
 import idp.converters  # noqa: F401 - object_id and client_id in the routes below
-from idp.api import accounts, audit, clients
+from idp.api import accounts, audit, clients, sessions
 from idp.http.policy import MANAGEMENT_API, endpoint
 
 urlpatterns = [
     path("users/", accounts.UserListCreateApi.as_view(), name="api-users"),
     path("users/<object_id:user_id>/deactivate/", accounts.UserDeactivateApi.as_view(), name="api-user-deactivate"),
     path("users/<object_id:user_id>/mfa-reset/", accounts.UserMfaResetApi.as_view(), name="api-user-mfa-reset"),
+    path("users/<object_id:user_id>/sessions/", sessions.UserSessionListApi.as_view(), name="api-user-sessions"),
+    path(
+        "users/<object_id:user_id>/sessions/end/", sessions.UserSessionsEndApi.as_view(), name="api-user-sessions-end"
+    ),
+    path(
+        "users/<object_id:user_id>/sessions/<str:session_id>/",
+        sessions.UserSessionEndApi.as_view(),
+        name="api-user-session",
+    ),
     path("permissions/", accounts.PermissionListCreateApi.as_view(), name="api-permissions"),
     path("roles/", accounts.RoleListCreateApi.as_view(), name="api-roles"),
     path("roles/<object_id:role_id>/", accounts.RoleDetailApi.as_view(), name="api-role"),

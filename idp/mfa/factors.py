@@ -23,6 +23,7 @@ from idp.mfa.levels import Level
 from idp.mfa.policy import level_required
 from idp.models import RecoveryCode, TotpDevice
 from idp.oauth.tokens import user_tokens_revoke
+from idp.sessions.services import user_sessions_end
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ def factors_reset(*, user: Any, actor: audit.Actor, caller: Caller | None = None
     if removed or codes:
         # A reset answers a lost or stolen factor: what was issued on its strength goes too.
         user_tokens_revoke(user_id=user.pk, actor=actor, reason="mfa_reset", id_tokens=True)
+        # And the sessions signed in with it (their clients told): whoever holds one is signed out.
+        user_sessions_end(user_id=user.pk, actor=actor, reason="mfa_reset")
         audit.record(
             audit.Action.MFA_RESET,
             actor=actor,

@@ -117,6 +117,10 @@ def client_create(
     access_token_audience: str = "",
     is_resource_server: bool = False,
     require_mfa: bool = False,
+    backchannel_logout_uri: str = "",
+    backchannel_logout_session_required: bool = False,
+    frontchannel_logout_uri: str = "",
+    frontchannel_logout_session_required: bool = False,
 ) -> IssuedClient:
     """Register a client. Returns its raw secret once; only the keyed hash is stored. The caller
     must hold what the secret carries (client_register). require_mfa: every sign-in to it uses a
@@ -141,6 +145,10 @@ def client_create(
         access_token_audience=access_token_audience,
         is_resource_server=is_resource_server,
         require_mfa=require_mfa,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
+        frontchannel_logout_uri=frontchannel_logout_uri,
+        frontchannel_logout_session_required=frontchannel_logout_session_required,
     )
     return client_register(application=application, caller=caller)
 

@@ -17,9 +17,12 @@ from typing import Any
 from django.http import HttpRequest
 
 import audit
-from idp.oauth.tokens import user_tokens_revoke
+from idp.sessions.backend import CLIENTS_KEY, SID_KEY
+from idp.sessions.services import EndedSession, session_end_by_key
 
-SESSION_ID_KEY = "idp_sid"
+SESSION_ID_KEY = SID_KEY
+# Where a request that ended sessions keeps them, for the signed-out page (Front-Channel Logout).
+ENDED_ATTRIBUTE = "_idp_ended_sessions"
 
 
 def browser_session_id(request: HttpRequest) -> str:
@@ -38,14 +41,36 @@ def browser_session_id_get(request: HttpRequest) -> str:
     return session_id if isinstance(session_id, str) else ""
 
 
-def session_tokens_revoke(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+def browser_session_client_add(request: HttpRequest, client_id: str) -> None:
+    """A client signed in through this browser session (a code was issued to it): it is told
+    when the session ends (Back-/Front-Channel Logout) and shown on the sessions page."""
+    clients = request.session.get(CLIENTS_KEY)
+    clients = [c for c in clients if isinstance(c, str)] if isinstance(clients, list) else []
+    if client_id not in clients:
+        request.session[CLIENTS_KEY] = [*clients, client_id]
+
+
+def sessions_ended_note(request: HttpRequest, ended: list[EndedSession]) -> None:
+    """Keep sessions this request ended, for the signed-out page's front-channel iframes."""
+    setattr(request, ENDED_ATTRIBUTE, [*sessions_ended(request), *ended])
+
+
+def sessions_ended(request: HttpRequest) -> list[EndedSession]:
+    found = getattr(request, ENDED_ATTRIBUTE, None)
+    return list(found) if isinstance(found, list) else []
+
+
+def session_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     """user_logged_out receiver: a browser session ends (the provider's "Sign out", RP-initiated
-    logout, Django admin's "Log out"): every token and code issued through it is revoked, at every
-    client, audited as token.revoked; tokens of the user's other sessions and devices stay. Django
-    sends the signal before it empties the session, so its id is still there to read."""
-    session_id = browser_session_id_get(request) if request is not None else ""
-    if user is None or not session_id:
-        return  # no session, or nothing was issued through it
-    user_tokens_revoke(
-        user_id=user.pk, session_id=session_id, actor=audit.Actor.user(user), reason="logout", id_tokens=True
-    )
+    logout, Django admin's "Log out", "Sign out everywhere") through the one path
+    (idp.sessions.services): its row goes, every token and code issued through it is revoked at
+    every client (token.revoked), session.ended is recorded and its clients are told. Tokens of the
+    user's other sessions and devices stay. Django sends the signal before it empties the session."""
+    if request is None or user is None:
+        return
+    session_key = request.session.session_key
+    if not session_key:
+        return  # never saved: no row, nothing issued through it
+    ended = session_end_by_key(session_key=session_key, actor=audit.Actor.user(user), reason="logout")
+    if ended is not None:
+        sessions_ended_note(request, [ended])

@@ -24,7 +24,8 @@ def test_the_migrations_make_the_admin_role_with_every_management_permission_onc
     role = Role.objects.get(name=ADMIN_ROLE, application__isnull=True)
     assert set(MANAGEMENT_PERMISSIONS) <= set(role.permissions.values_list("codename", flat=True))
     assert Permission.objects.filter(codename__in=MANAGEMENT_PERMISSIONS).count() == len(MANAGEMENT_PERMISSIONS)
-    later = {"audit.read", "idp.apikeys.manage", "idp.mfa.reset"}  # added by 0005, 0006 and 0008
+    # added by 0005, 0006 and 0008, and by idp 0011
+    later = {"audit.read", "idp.apikeys.manage", "idp.mfa.reset", "idp.sessions.end"}
     assert set(migration.PERMISSIONS) | later == set(MANAGEMENT_PERMISSIONS), "the migrations and the code agree"
     created = AuditEvent.objects.filter(action="role.created", actor_id="migration accounts.0004")
     assert created.count() == 1

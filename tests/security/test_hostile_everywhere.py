@@ -46,7 +46,7 @@ from tests.security import responses
 
 # Tables whose content a request may change without storing anything of the caller's: sessions
 # (a signed-in browser's session is rewritten on each visit).
-VOLATILE_TABLES = {"django_session"}
+VOLATILE_TABLES = {"django_session", "idp_browsersession"}
 
 
 def database_snapshot() -> dict[str, tuple[int, str]]:

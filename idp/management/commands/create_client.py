@@ -43,6 +43,8 @@ class Command(BaseCommand):
             action="store_true",
             help="every sign-in to this client uses a second factor (users without one set it up first)",
         )
+        parser.add_argument("--backchannel-logout-uri", default="", help="receives logout tokens (Back-Channel Logout)")
+        parser.add_argument("--frontchannel-logout-uri", default="", help="framed at sign-out (Front-Channel Logout)")
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -61,6 +63,8 @@ class Command(BaseCommand):
                 access_token_audience=options["access_token_audience"],
                 is_resource_server=options["introspect"],
                 require_mfa=options["require_mfa"],
+                backchannel_logout_uri=options["backchannel_logout_uri"],
+                frontchannel_logout_uri=options["frontchannel_logout_uri"],
                 caller=Caller.operator(audit.Actor.system("create_client")),
             )
         except ValidationError as exc:

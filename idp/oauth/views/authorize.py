@@ -40,7 +40,7 @@ from idp.mfa.policy import level_required
 from idp.mfa.signin import pending_get, session_authentication
 from idp.models import Application
 from idp.oauth import claims, consent, tokens
-from idp.oauth.sessions import browser_session_id
+from idp.oauth.sessions import browser_session_client_add, browser_session_id
 from idp.pages.factors import with_next
 
 # The members of an authorization response (RFC 6749 §4.1.2, §4.1.2.1, RFC 9207).
@@ -310,4 +310,6 @@ class AuthorizationView(dot_views.AuthorizationView):
             answer = parse_qs(urlsplit(result[0] or "").query)
             if "error" in answer or "code" not in answer:
                 transaction.set_rollback(True)
+            else:
+                browser_session_client_add(request, credentials["client_id"])  # told when the session ends
         return result

@@ -60,6 +60,12 @@ class ConnectDiscoveryInfoView(dot_views.ConnectDiscoveryInfoView):
                 # Authentication levels and methods (idp.mfa.levels), asked for with acr_values
                 # or the claims parameter's acr, told in ID tokens' acr and amr.
                 "acr_values_supported": list(levels.ACR_VALUES_SUPPORTED),
+                # Single logout (idp.sessions.logout): logout tokens carry the sid, and
+                # front-channel URIs get iss and sid when the client registered for them.
+                "backchannel_logout_supported": True,
+                "backchannel_logout_session_supported": True,
+                "frontchannel_logout_supported": True,
+                "frontchannel_logout_session_supported": True,
             }
         )
         data["claims_supported"] = sorted(

@@ -1,5 +1,14 @@
 """Signing out: RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and the provider's own
-"Sign out", both ending one browser session and what it issued."""
+"Sign out", both ending one browser session and what it issued, and the signed-out page that
+tells browser-only clients (Front-Channel Logout 1.0).
+
+Front-channel logout needs the browser: the signed-out page loads each ended session's clients'
+frontchannel_logout_uri in hidden iframes, and its Content-Security-Policy allows exactly those
+origins as frame-src (this response only). When the sign-out then continues elsewhere (the
+client's post_logout_redirect_uri, or the sign-in page after "Sign out"), the page continues there
+by a meta refresh once it has loaded (iframes included), with a link for browsers that do not
+refresh; no script, which the CSP forbids inline. Without iframes to load, the browser is
+redirected at once, as before."""
 
 from __future__ import annotations
 
@@ -8,8 +17,9 @@ from typing import Any
 
 from django.contrib.auth import logout
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from oauth2_provider import views as dot_views
@@ -28,7 +38,8 @@ from oauthlib.common import add_params_to_uri
 from idp.http.policy import endpoint
 from idp.models import Application
 from idp.oauth import tokens
-from idp.oauth.sessions import browser_session_id_get
+from idp.oauth.sessions import browser_session_id_get, sessions_ended
+from idp.sessions.logout import FrontChannelLogout, frontchannel_logout_uris
 
 
 @endpoint(single_valued_params=True)
@@ -114,12 +125,53 @@ class LogoutView(dot_views.RPInitiatedLogoutView):
     def _finish(self, application: Application | None, redirect_uri: str | None, state: str | None) -> HttpResponse:
         if redirect_uri and application is not None:
             target = add_params_to_uri(redirect_uri, [("state", state)]) if state else redirect_uri
-            return OAuth2ResponseRedirect(target, application.get_allowed_schemes())
-        return render(self.request, "registration/logged_out.html")
+            if not frontchannel_of(self.request):
+                return OAuth2ResponseRedirect(target, application.get_allowed_schemes())
+            return signed_out_page(self.request, continue_to=target)
+        return signed_out_page(self.request)
+
+
+# Seconds the signed-out page waits, once loaded, before it continues (its iframes have loaded).
+CONTINUE_AFTER_SECONDS = 1
+
+
+def frontchannel_of(request: HttpRequest) -> list[str]:
+    """The front-channel logout URIs of the sessions this request ended (idp.oauth.sessions)."""
+    uris: list[str] = []
+    for ended in sessions_ended(request):
+        for uri in frontchannel_logout_uris(client_ids=ended.client_ids, issuer=ended.issuer, sid=ended.sid):
+            if uri not in uris:
+                uris.append(uri)
+    return uris
+
+
+def signed_out_page(request: HttpRequest, *, continue_to: str | None = None, status: int = 200) -> HttpResponse:
+    """The signed-out page, with the front-channel iframes of the sessions this request ended. It
+    continues to `continue_to` (a URI the caller has validated) after they load; with no iframe to
+    load it redirects there at once."""
+    uris = frontchannel_of(request)
+    if continue_to and not uris:
+        return HttpResponseRedirect(continue_to)
+    response = render(
+        request,
+        "registration/logged_out.html",
+        {"frontchannel_uris": uris, "continue_to": continue_to, "continue_after": CONTINUE_AFTER_SECONDS},
+        status=status,
+    )
+    if uris:
+        # Front-Channel Logout 1.0 §3: the OP's page frames the RPs' URIs; this response alone.
+        response._csp_update = {"frame-src": FrontChannelLogout(uris).origins}  # type: ignore[attr-defined]
+    add_never_cache_headers(response)
+    return response
 
 
 @endpoint()
 @method_decorator(never_cache, name="dispatch")
 class SignOutView(auth_views.LogoutView):
     """The provider's own "Sign out" (POST, CSRF-protected): the browser session ends, and the
-    tokens issued through it with it (idp.oauth.sessions), as with RP-initiated logout."""
+    tokens issued through it with it (idp.oauth.sessions), as with RP-initiated logout. Then the
+    sign-in page (or a safe `next`), through the signed-out page when clients are to be told."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        logout(request)
+        return signed_out_page(request, continue_to=self.get_success_url())

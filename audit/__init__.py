@@ -53,6 +53,14 @@ class Action(StrEnum):
     MFA_CHALLENGE_FAILED = "mfa.challenge_failed"
     MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
     MFA_RECOVERY_CODES_REGENERATED = "mfa.recovery_codes_regenerated"
+    PASSWORD_RESET_REQUESTED = "password.reset_requested"
+    PASSWORD_RESET_LINK_REFUSED = "password.reset_link_refused"
+    PASSWORD_CHANGED = "password.changed"
+    EMAIL_VERIFICATION_SENT = "email.verification_sent"
+    EMAIL_VERIFICATION_LINK_REFUSED = "email.verification_link_refused"
+    EMAIL_VERIFIED = "email.verified"
+    EMAIL_CHANGED = "email.changed"
+    USER_REGISTERED = "user.registered"
 
 
 @dataclass(frozen=True)

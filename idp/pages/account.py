@@ -16,7 +16,7 @@ at their seams) and accounts.services; the mails are sent by Celery tasks (accou
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -67,6 +67,11 @@ def _other_sessions_end(request: HttpRequest, user: Any, reason: str) -> None:
         user_tokens_revoke(user_id=user.pk, actor=audit.Actor.user(user), reason=reason, id_tokens=True)
 
 
+def _me(request: HttpRequest) -> User:
+    """The signed-in user (the views using it require one)."""
+    return cast(User, request.user)
+
+
 def _password_help() -> str:
     return password_validators_help_text_html()
 
@@ -84,7 +89,7 @@ class ResetRequestView(PasswordResetView):
     template_name = "registration/password_reset_form.html"
     success_url = reverse_lazy("password-reset-done")
 
-    def form_valid(self, form: ResetRequestForm) -> HttpResponse:  # type: ignore[override]
+    def form_valid(self, form: ResetRequestForm) -> HttpResponse:
         # Every request spends its address's allowance, whether an account has it or not.
         email = form.cleaned_data["email"]
         refusal = spend("reset.address", email.lower())
@@ -93,7 +98,7 @@ class ResetRequestView(PasswordResetView):
         services.password_reset_enqueue(email=email, source_ip=client_ip(self.request))
         return HttpResponseRedirect(self.get_success_url())
 
-    def form_invalid(self, form: ResetRequestForm) -> HttpResponse:  # type: ignore[override]
+    def form_invalid(self, form: ResetRequestForm) -> HttpResponse:
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
@@ -103,8 +108,9 @@ class ResetPasswordForm(SetPasswordForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in ("new_password1", "new_password2"):
-            self.fields[name].max_length = PASSWORD_MAX
-            self.fields[name].widget.attrs["maxlength"] = str(PASSWORD_MAX)
+            field = cast(forms.CharField, self.fields[name])
+            field.max_length = PASSWORD_MAX
+            field.widget.attrs["maxlength"] = str(PASSWORD_MAX)
 
 
 @endpoint(rate="reset", cache="no-store")
@@ -123,7 +129,7 @@ class ResetConfirmView(PasswordResetConfirmView):
             return None
         return super().get_user(uidb64)
 
-    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if len(str(kwargs.get("token", ""))) > TOKEN_MAX:
             kwargs["token"] = "-"
         response = super().dispatch(*args, **kwargs)
@@ -137,7 +143,7 @@ class ResetConfirmView(PasswordResetConfirmView):
             response.status_code = 400
         return response
 
-    def form_valid(self, form: ResetPasswordForm) -> HttpResponse:  # type: ignore[override]
+    def form_valid(self, form: ResetPasswordForm) -> HttpResponse:
         user = services.user_password_set(
             user_id=self.user.pk,
             password=form.cleaned_data["new_password1"],
@@ -165,7 +171,7 @@ class FreshFactorRequiredMixin(LoginRequiredMixin):
             if request.method == "POST":
                 messages.info(request, "Confirm it is you with your second factor first, then try again.")
             return HttpResponseRedirect(with_next("mfa-verify", request.path))
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        return super().dispatch(request, *args, **kwargs)
 
 
 def _password_confirmed(request: HttpRequest, password: str) -> bool:
@@ -181,8 +187,9 @@ class ChangePasswordForm(PasswordChangeForm):
         super().__init__(user, *args, **kwargs)
         self.request = request
         for name in ("old_password", "new_password1", "new_password2"):
-            self.fields[name].max_length = PASSWORD_MAX
-            self.fields[name].widget.attrs["maxlength"] = str(PASSWORD_MAX)
+            field = cast(forms.CharField, self.fields[name])
+            field.max_length = PASSWORD_MAX
+            field.widget.attrs["maxlength"] = str(PASSWORD_MAX)
 
     def clean_old_password(self) -> str:
         old_password: str = self.cleaned_data["old_password"]
@@ -202,7 +209,7 @@ class PasswordChangePageView(FreshFactorRequiredMixin, View):
         if not form.is_valid():
             return self._page(form, status=400)
         user = services.user_password_set(
-            user_id=request.user.pk,
+            user_id=_me(request).pk,
             password=form.cleaned_data["new_password1"],
             actor=audit.Actor.user(request.user),
             via="change",
@@ -249,7 +256,7 @@ class EmailChangeView(FreshFactorRequiredMixin, View):
             return _account_page(request, form, status=400)
         try:
             services.user_email_change(
-                user_id=request.user.pk, email=form.cleaned_data["email"], actor=audit.Actor.user(request.user)
+                user_id=_me(request).pk, email=form.cleaned_data["email"], actor=audit.Actor.user(request.user)
             )
         except ValidationError as error:
             for message in getattr(error, "message_dict", {}).get("email", error.messages):
@@ -264,7 +271,7 @@ class VerificationResendView(LoginRequiredMixin, View):
     """POST only: the verification link of the user's address, again (resend.user, resend.ip)."""
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        user = request.user
+        user = _me(request)
         if user.email and not user.email_verified:
             with transaction.atomic():
                 services.email_verification_enqueue(user_id=user.pk)

@@ -58,6 +58,7 @@ WHERE = {
     "tests/api/test_users_and_lists.py": "list query parameters of the management API",
     "tests/apikeys/test_hostile_inputs.py": "API-key values in headers and at introspection",
     "tests/apikeys/test_dashboard.py": "the API-key dashboard's forms, key ids and page numbers",
+    "tests/accounts/test_self_service_hostile.py": "self-service forms and links: reset, change, e-mail, registration",
     "tests/idp/test_signing_key_dashboard.py": "the signing-key page's algorithm segments",
     "tests/idp/test_activity.py": "the activity page's query strings",
     "tests/audit/test_api.py": "the audit API's query strings",

@@ -86,6 +86,7 @@ class ResetRequestForm(PasswordResetForm):
 @endpoint(rate="reset", rate_methods=("POST",), cache="no-store")
 class ResetRequestView(PasswordResetView):
     form_class = ResetRequestForm
+    http_method_names = ["get", "post"]  # FormView would take a PUT for a POST
     template_name = "registration/password_reset_form.html"
     success_url = reverse_lazy("password-reset-done")
 
@@ -120,6 +121,7 @@ class ResetConfirmView(PasswordResetConfirmView):
     expired or used link is a 400 page saying so, recorded (password.reset_link_refused)."""
 
     form_class = ResetPasswordForm
+    http_method_names = ["get", "post"]
     template_name = "registration/password_reset_confirm.html"
     success_url = reverse_lazy("password-reset-complete")
     post_reset_login = False  # the user signs in again, second factor included
@@ -153,6 +155,9 @@ class ResetConfirmView(PasswordResetConfirmView):
         self.request.session.pop(INTERNAL_RESET_SESSION_TOKEN, None)
         _other_sessions_end(self.request, user, reason="password_reset")
         return HttpResponseRedirect(self.get_success_url())
+
+    def form_invalid(self, form: ResetPasswordForm) -> HttpResponse:
+        return self.render_to_response(self.get_context_data(form=form), status=400)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(**kwargs) | {"password_help": _password_help()}
@@ -353,8 +358,8 @@ class RegisterView(View):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         _registration_on()
-        if request.user.is_authenticated:
-            return redirect("account")
+        if request.user.is_authenticated and request.method in ("GET", "POST"):
+            return redirect("account")  # signed in: there is an account already
         return super().dispatch(request, *args, **kwargs)
 
     def get(self, request: HttpRequest) -> HttpResponse:

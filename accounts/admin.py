@@ -42,6 +42,7 @@ from accounts.selectors import (
 )
 from accounts.services import (
     administration_kept,
+    email_verification_enqueue,
     permission_ensure,
     role_create,
     role_delete,
@@ -172,9 +173,25 @@ class UserAdmin(AuditedRoleAssignmentsMixin, DjangoUserAdmin):
         return admin_caller(request).holds([MFA_RESET])
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        # email_verified set here is an operator's decision, recorded with who made it; a new
+        # address without it is unverified, and is mailed its link (accounts.services).
+        changed = set(getattr(form, "changed_data", ()))
+        verified_here = obj.email_verified and "email_verified" in changed
+        new_address = change and "email" in changed
+        if new_address and not verified_here:
+            obj.email_verified = False
         # Deactivating someone (the is_active box) must not leave nobody able to administer.
         with administration_kept(admin_caller(request)):
             super().save_model(request, obj, form, change)
+        if verified_here:
+            audit.record(
+                audit.Action.EMAIL_VERIFIED,
+                actor=admin_caller(request).actor,
+                target=audit.Target.user(obj),
+                data={"via": "operator"},
+            )
+        elif new_address and obj.email:
+            email_verification_enqueue(user_id=obj.pk)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         with administration_kept(admin_caller(request)):  # a superuser taking groups away

@@ -114,7 +114,12 @@ class User(AbstractUser):
     username_key = models.CharField(max_length=600, unique=True, editable=False)
     # username_look_alike_key(username): unique, so no two accounts look alike in any case.
     username_look_alike_key = models.CharField(max_length=600, unique=True, editable=False)
+    # True only through the link mailed to the address (accounts.services.user_email_verify) or an
+    # operator's audited decision; a new address is unverified until its own link is followed.
     email_verified = models.BooleanField(default=False)
+    # Created through /accounts/register/: such a user receives no token at any client while the
+    # e-mail address is unverified (accounts.selectors.user_may_receive_tokens).
+    is_self_registered = models.BooleanField(default=False, editable=False)
     phone_number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +14155550100")
     phone_number_verified = models.BooleanField(default=False)
     street_address = models.CharField(max_length=255, blank=True)

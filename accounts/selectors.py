@@ -387,3 +387,9 @@ def user_requires_mfa(*, user_id: int) -> bool:
     """Whether a role the user holds (global or any client's, directly or through a group)
     requires a second factor of its holders."""
     return subject_roles(user_id=user_id, all_clients=True).filter(require_mfa=True).exists()
+
+
+def user_may_receive_tokens(user: Any) -> bool:
+    """Whether clients may be given tokens for this user: a self-registered user only once their
+    address is verified (idp.oauth: the authorization endpoint, codes and refresh tokens)."""
+    return not getattr(user, "is_self_registered", False) or bool(user.email_verified and user.email)

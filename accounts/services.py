@@ -8,17 +8,29 @@ write comes from a trusted operator (a management command, the admin, a migratio
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 import audit
 from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Permission, Role, RoleAssignment, User
 from accounts.selectors import Caller, Holdings, caller_holds, management_holders_exist, subject_access
+from accounts.tokens import email_verification_token, password_reset_token
+
+log = logging.getLogger(__name__)
 
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE unique_violation
 
@@ -74,9 +86,11 @@ def user_create(
     is_staff: bool = False,
     first_name: str = "",
     last_name: str = "",
+    is_self_registered: bool = False,
 ) -> User:
     """Create an active user; the password must pass the configured validators. A name or address
-    already taken is a ValidationError on its field, even when a concurrent request took it."""
+    already taken is a ValidationError on its field, even when a concurrent request took it. A
+    user with an address is mailed its verification link once the creation commits."""
     user = User(
         username=username,
         email=email,
@@ -84,6 +98,7 @@ def user_create(
         last_name=last_name,
         is_staff=is_staff,
         is_superuser=is_staff,
+        is_self_registered=is_self_registered,
     )
     user.full_clean(exclude=["password"])
     try:
@@ -102,6 +117,8 @@ def user_create(
             raise
         raise refusal from None
     audit.record(audit.Action.USER_CREATED, actor=actor, target=audit.Target.user(user))
+    if user.email:
+        email_verification_enqueue(user_id=user.pk)
     return user
 
 
@@ -360,3 +377,196 @@ def role_revoke(*, assignment: RoleAssignment, actor: audit.Actor, caller: Calle
         client_id=role.application.client_id if role.application is not None else "",
         data={"role": role.name, "role_id": role.pk},
     )
+
+
+# --- Account self-service: passwords, e-mail verification, registration ---------------------------
+# The mails are sent by Celery tasks (accounts.tasks), each calling one of the *_send services
+# below; web requests only enqueue them (after their transaction commits), so a request does the
+# same work whatever account it names.
+
+# Without IDP_ISSUER (development only: production refuses to start without it) links point here,
+# where `make run` serves; never at the Host header of the request that asked for the mail.
+DEVELOPMENT_BASE_URL = "http://localhost:8000"
+
+
+def _link(name: str, *, user: User, token: str) -> str:
+    """An absolute link to an account page, from the configured issuer: a request's Host header
+    never decides where a reset link points (reset-link poisoning)."""
+    path = reverse(name, kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": token})
+    return (settings.ISSUER or DEVELOPMENT_BASE_URL) + path
+
+
+def _mail(*, template: str, to: str, context: dict[str, Any]) -> None:
+    """A plain-text mail through Django's e-mail backend (EMAIL_URL): templates/email/<template>_subject.txt
+    and <template>.txt. Failures raise (SMTPException, OSError): the task retries them."""
+    subject = " ".join(render_to_string(f"email/{template}_subject.txt", context).split())
+    body = render_to_string(f"email/{template}.txt", context)
+    send_mail(subject, body, None, [to], fail_silently=False)
+
+
+def _enqueue(task_name: str, **kwargs: Any) -> None:
+    """Send a mail task once the current transaction commits (nothing for a rolled-back write). A
+    broker that cannot be reached is logged, not raised: the change it follows has committed."""
+    from accounts import tasks  # the tasks call these services
+
+    task = getattr(tasks, task_name)
+    transaction.on_commit(functools.partial(task.delay, **kwargs), robust=True)
+
+
+def password_reset_enqueue(*, email: str, source_ip: str | None) -> None:
+    """Ask for the reset mail of whichever account has this address: the lookup happens in the
+    task, so the request does the same work whether one does or not."""
+    _enqueue("send_password_reset", email=email[:254], source_ip=source_ip)
+
+
+def password_reset_send(*, email: str, source_ip: str | None = None) -> int:
+    """Mail a reset link to each active account with this address and a usable password (one at
+    most: addresses are unique), recorded as password.reset_requested. An address with no account
+    gets nothing, and nothing is recorded. Returns how many mails were sent."""
+    sent = 0
+    users = User.objects.filter(email__iexact=email, is_active=True)
+    for user in users:
+        if not user.has_usable_password() or not user.email:
+            continue
+        link = _link("password-reset-confirm", user=user, token=password_reset_token.make_token(user))
+        context = {"user": user, "link": link, "minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
+        _mail(template="password_reset", to=user.email, context=context)
+        audit.record(
+            audit.Action.PASSWORD_RESET_REQUESTED,
+            actor=audit.Actor.anonymous(),
+            target=audit.Target.user(user),
+            data={"requested_from": source_ip or ""},
+        )
+        sent += 1
+    return sent
+
+
+@transaction.atomic
+def user_password_set(*, user_id: int, password: str, actor: audit.Actor, via: str) -> User:
+    """Set a user's password (already checked against the validators by the form that took it),
+    recorded as password.changed. Every reset link sent before stops working (its hash covers the
+    password), and so does every other session at its next request (the session auth hash):
+    ending those sessions and their tokens is the caller's (idp.pages.account)."""
+    user = User.objects.select_for_update(no_key=True).get(pk=user_id)
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])
+    audit.record(audit.Action.PASSWORD_CHANGED, actor=actor, target=audit.Target.user(user), data={"via": via})
+    return user
+
+
+def email_verification_enqueue(*, user_id: int) -> None:
+    _enqueue("send_email_verification", user_id=user_id)
+
+
+def email_verification_send(*, user_id: int) -> bool:
+    """Mail the verification link of the user's current address, unless it is verified already
+    (or there is none, or no user): a retry or a late task sends nothing then. Recorded as
+    email.verification_sent."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not user.email or user.email_verified:
+        return False
+    link = _link("email-verify", user=user, token=email_verification_token.make_token(user))
+    context = {"user": user, "link": link, "days": max(1, settings.EMAIL_VERIFICATION_TIMEOUT // 86400)}
+    _mail(template="email_verification", to=user.email, context=context)
+    audit.record(
+        audit.Action.EMAIL_VERIFICATION_SENT, actor=audit.Actor.system("accounts"), target=audit.Target.user(user)
+    )
+    return True
+
+
+@transaction.atomic
+def user_email_verify(*, user_id: int, email: str, actor: audit.Actor, via: str) -> User:
+    """Mark the user's address verified: by its link (via "link", `email` the address the link
+    was for) or by an operator (via "operator"). Recorded as email.verified with who did it. An
+    address that changed since, or one verified already, changes and records nothing."""
+    user = User.objects.select_for_update(no_key=True).get(pk=user_id)
+    if user.email_verified or not user.email or user.email.lower() != email.lower():
+        return user
+    user.email_verified = True
+    user.save(update_fields=["email_verified", "updated_at"])
+    audit.record(audit.Action.EMAIL_VERIFIED, actor=actor, target=audit.Target.user(user), data={"via": via})
+    return user
+
+
+@transaction.atomic
+def user_email_change(*, user_id: int, email: str, actor: audit.Actor) -> User:
+    """Give the user a new address, unverified until its own link (mailed once this commits) is
+    followed; the old address is told of the change. The same address again changes nothing. One
+    already used by another account is a ValidationError on email."""
+    user = User.objects.select_for_update(no_key=True).get(pk=user_id)
+    old = user.email
+    if old.lower() == email.lower():
+        return user
+    user.email, user.email_verified = email, False
+    user.full_clean(exclude=["password", "username"])
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email", "email_verified", "updated_at"])
+    except IntegrityError as exc:
+        refusal = _unique_refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from None
+    audit.record(audit.Action.EMAIL_CHANGED, actor=actor, target=audit.Target.user(user))
+    email_verification_enqueue(user_id=user.pk)
+    if old:
+        _enqueue("send_email_changed_notice", user_id=user.pk, old_email=old)
+    return user
+
+
+def email_changed_notice_send(*, user_id: int, old_email: str) -> bool:
+    """Tell the previous address that the account's address changed (not to which one)."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return False
+    _mail(template="email_changed", to=old_email, context={"user": user})
+    return True
+
+
+def user_register(*, username: str, email: str, password: str) -> User | None:
+    """Self-registration: a new user (no role, unverified address, is_self_registered), mailed
+    its verification link. When an account already has the address, that account is mailed a
+    notice instead and None is returned: the caller answers both the same way, and both spend
+    a password hash, so neither the answer nor its time tells whether the address is known.
+    Refusals (a username taken, a password the validators refuse) are ValidationErrors, judged
+    before the address is looked at, so that they do not depend on it either."""
+    candidate = User(username=username, email=email)
+    candidate.full_clean(exclude=["password"], validate_constraints=False)  # the address's uniqueness: below
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.error_list}) from None
+    if User.objects.filter(email__iexact=email).exists():
+        make_password(password)  # the work a creation does, so the answer takes as long
+        _registered_notice(email=email)
+        return None
+    try:
+        with transaction.atomic():
+            user = user_create(
+                username=username,
+                email=email,
+                password=password,
+                actor=audit.Actor.anonymous(),
+                is_self_registered=True,
+            )
+            audit.record(audit.Action.USER_REGISTERED, actor=audit.Actor.user(user), target=audit.Target.user(user))
+    except ValidationError as error:
+        if "email" in getattr(error, "error_dict", {}):  # taken meanwhile by a concurrent request
+            _registered_notice(email=email)
+            return None
+        raise
+    return user
+
+
+def _registered_notice(*, email: str) -> None:
+    _enqueue("send_registration_notice", email=email[:254])
+
+
+def registration_notice_send(*, email: str) -> bool:
+    """Tell the account holding this address that someone tried to register with it."""
+    user = User.objects.filter(email__iexact=email, is_active=True).first()
+    if user is None:
+        return False
+    reset = (settings.ISSUER or DEVELOPMENT_BASE_URL) + reverse("password-reset")
+    _mail(template="registration_notice", to=user.email, context={"user": user, "reset": reset})
+    return True

@@ -56,6 +56,14 @@ class Action(StrEnum):
     SESSION_ENDED = "session.ended"
     LOGOUT_DELIVERED = "logout.delivered"
     LOGOUT_DELIVERY_FAILED = "logout.delivery_failed"
+    PASSWORD_RESET_REQUESTED = "password.reset_requested"
+    PASSWORD_RESET_LINK_REFUSED = "password.reset_link_refused"
+    PASSWORD_CHANGED = "password.changed"
+    EMAIL_VERIFICATION_SENT = "email.verification_sent"
+    EMAIL_VERIFICATION_LINK_REFUSED = "email.verification_link_refused"
+    EMAIL_VERIFIED = "email.verified"
+    EMAIL_CHANGED = "email.changed"
+    USER_REGISTERED = "user.registered"
 
 
 @dataclass(frozen=True)

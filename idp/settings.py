@@ -222,11 +222,20 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # rewrites every entry of this setting at each start, which would undo those edits.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
-# Email (API key rotation notices). EMAIL_URL as django-environ reads it, e.g.
-# smtp+tls://user:password@smtp.example.com:587; without it, messages go to the worker's console.
+# Email (API key rotation notices, password resets, e-mail verification). EMAIL_URL as django-environ
+# reads it, e.g. smtp+tls://user:password@smtp.example.com:587; without it, in production, messages
+# go to the worker's console.
 # The config holds EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and
 # EMAIL_USE_TLS/EMAIL_USE_SSL.
-globals().update(environ.Env.email_url_config(env_str("EMAIL_URL", default="consolemail://")))
+# In development, without EMAIL_URL, each message is a file in var/mail/ (password reset and
+# e-mail verification links are read there). django-environ's filemail:// takes the path after
+# the third slash: filemail:////var/spool/idp-mail for an absolute one.
+_EMAIL_URL = env_str("EMAIL_URL", default="")
+if _EMAIL_URL or PRODUCTION:
+    globals().update(environ.Env.email_url_config(_EMAIL_URL or "consolemail://"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(BASE_DIR / "var" / "mail")
 DEFAULT_FROM_EMAIL = env_str("IDP_EMAIL_FROM", default="idp <no-reply@localhost>")
 
 # --- Users and passwords -----------------------------------------------------------------------
@@ -245,6 +254,16 @@ PASSWORD_HASHERS = [
     # Client secrets only (named by CLIENT_SECRET_HASHER); listed so check_password recognises it.
     "idp.keys.hashers.ClientSecretHasher",
 ]
+# Password reset links (Django's default_token_generator, accounts.tokens) expire after this long;
+# they are single-use because their hash covers the password and the last sign-in.
+PASSWORD_RESET_TIMEOUT = env_int("IDP_PASSWORD_RESET_SECONDS", default=3600, minimum=300)
+# E-mail verification links (accounts.tokens.email_verification_token) expire after this long.
+EMAIL_VERIFICATION_TIMEOUT = env_int("IDP_EMAIL_VERIFICATION_SECONDS", default=3 * 86400, minimum=300)
+# /accounts/register/: off by default (a 404). Self-registered users get no token at any client
+# until their e-mail address is verified (docs/accounts-self-service.md).
+SELF_REGISTRATION = env_bool("IDP_SELF_REGISTRATION", default=False)
+# What a validator of this list refuses is refused wherever a password is set: the management API
+# and commands (accounts.services.user_create), password reset and change, self-registration.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
@@ -441,11 +460,13 @@ for _cidr in IDP_TRUSTED_PROXIES:
 
 # Requests allowed per moving (sliding) window, as "<group>.<key kind>": <limits' notation>. A
 # burst up to the limit passes; past it, 429 with Retry-After (idp.http.ratelimit). Groups: token,
-# introspect, revoke, authorize, signin (POST), api (/api/v1/). Kinds: ip (every request, by
+# introspect, revoke, authorize, signin (POST), api (/api/v1/), reset, register, account and resend
+# (POST: idp.pages.account). Kinds: ip (every request, by
 # source address), user (the signed-in session user; the API's token subject), client (requests
 # that authenticated as that confidential client), client_failures (failed client authentications
 # naming a client_id, per client_id and address), key (requests that an API key verified),
-# key_failures (failed ones naming a key's public id, per public id and address). Nothing a
+# key_failures (failed ones naming a key's public id, per public id and address), address (the
+# e-mail address a password reset request names, hashed). Nothing a
 # request merely names is charged for it: see idp.http.ratelimit.
 # IDP_RATE_LIMITS overrides single entries: "token.ip=300/minute;api.key=1000/hour".
 IDP_RATE_LIMITS = {
@@ -461,6 +482,16 @@ IDP_RATE_LIMITS = {
     "authorize.ip": "300/minute",
     "authorize.user": "120/minute",
     "signin.ip": "60/minute",
+    # Account self-service (idp.pages.account): reset requests per address and per e-mail address
+    # named (every request counts, whether an account has it or not), registrations per address,
+    # the dashboard's password, e-mail and resend forms per address and per signed-in user.
+    "reset.ip": "10/minute",
+    "reset.address": "5/hour",
+    "register.ip": "10/hour",
+    "account.ip": "30/minute",
+    "account.user": "10/minute",
+    "resend.ip": "30/hour",
+    "resend.user": "5/hour",
     "api.ip": "600/minute",
     "api.user": "600/minute",
     "api.key": "600/minute",

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
@@ -9,7 +10,7 @@ from idp.http.policy import endpoint, endpoint_for_namespace
 from idp.oauth.views import logout as oauth_logout
 from idp.ops import bench as bench_views
 from idp.ops import views as ops_views
-from idp.pages import dashboard, factors, security, signin, views
+from idp.pages import account, dashboard, factors, security, signin, views
 from idp.sessions import pages as session_pages
 
 urlpatterns = [
@@ -26,6 +27,27 @@ urlpatterns = [
     path("accounts/login/verify/", factors.FactorVerifyView.as_view(), name="mfa-verify"),
     path("accounts/login/enrol/", factors.FactorEnrolView.as_view(), name="mfa-enrol"),
     path("accounts/login/recovery-codes/", factors.FirstRecoveryCodesView.as_view(), name="mfa-first-recovery-codes"),
+    # Account self-service (idp.pages.account): password reset by e-mail, e-mail verification
+    # links, self-registration (a 404 unless IDP_SELF_REGISTRATION).
+    path("accounts/password/reset/", account.ResetRequestView.as_view(), name="password-reset"),
+    path(
+        "accounts/password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="registration/password_reset_done.html"),
+        name="password-reset-done",
+    ),
+    path(
+        "accounts/password/reset/<str:uidb64>/<str:token>/",
+        account.ResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
+    path(
+        "accounts/password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="registration/password_reset_complete.html"),
+        name="password-reset-complete",
+    ),
+    path("accounts/email/verify/<str:uidb64>/<str:token>/", account.EmailVerifyView.as_view(), name="email-verify"),
+    path("accounts/register/", account.RegisterView.as_view(), name="register"),
+    path("accounts/register/sent/", account.RegisterDoneView.as_view(), name="register-done"),
     # Passkeys (django-otp-webauthn's JSON ceremonies, as idp.mfa.passkeys adapts them): JSON
     # errors, so under a path of their own rather than among the /accounts/ pages.
     path("passkeys/", include("idp.mfa.passkey_urls")),
@@ -33,6 +55,10 @@ urlpatterns = [
     # Staff pages on the dashboard over idp's own data; before the include, so they win.
     path("dashboard/signing-keys/", dashboard.SigningKeyListView.as_view(), name="signing-keys"),
     path("dashboard/activity/", dashboard.ActivityView.as_view(), name="activity"),
+    path("dashboard/account/", account.AccountView.as_view(), name="account"),
+    path("dashboard/account/email/", account.EmailChangeView.as_view(), name="account-email"),
+    path("dashboard/account/email/resend/", account.VerificationResendView.as_view(), name="account-email-resend"),
+    path("dashboard/password/", account.PasswordChangePageView.as_view(), name="account-password"),
     path("dashboard/security/", security.SecurityView.as_view(), name="security"),
     path("dashboard/security/app/start/", security.AppStartView.as_view(), name="security-app-start"),
     path("dashboard/security/app/confirm/", security.AppConfirmView.as_view(), name="security-app-confirm"),

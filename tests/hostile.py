@@ -62,6 +62,7 @@ WHERE = {
     "tests/sessions/test_backchannel.py": "logout URIs (private, fragments, sizes), redirects, hangs, rebinding",
     "tests/sessions/test_staff.py": "session ids and bodies at the management API's session endpoints",
     "tests/sessions/test_pages_and_discovery.py": "the sessions page: foreign, odd and NUL session ids, CSRF, methods",
+    "tests/accounts/test_self_service_hostile.py": "self-service forms and links: reset, change, e-mail, registration",
     "tests/idp/test_signing_key_dashboard.py": "the signing-key page's algorithm segments",
     "tests/idp/test_activity.py": "the activity page's query strings",
     "tests/audit/test_api.py": "the audit API's query strings",

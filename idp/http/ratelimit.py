@@ -259,6 +259,14 @@ def _hit(rule: str, identity: str) -> Refusal | None:
     return _window(rule, identity, spend=True)
 
 
+def spend(rule: str, identity: str) -> Refusal | None:
+    """One hit on a rule of IDP_RATE_LIMITS for an identity a view learns only from the request's
+    form (the e-mail address a password reset names), hashed here; a Refusal when over the limit
+    (answer it with too_many_requests). Only for what every request spends whatever it names, so
+    that a refusal tells nothing about the identity. Fails open, as _hit."""
+    return _hit(rule, _digest(identity))
+
+
 def _full(rule: str, identity: str) -> Refusal | None:
     """Whether one more request would go over this rule's window for this identity, without
     counting one: a Refusal if so."""

@@ -23,7 +23,7 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challeng
 
 import audit
 from accounts.credentials import authorization_parse
-from accounts.selectors import subject_access, user_standard_claims
+from accounts.selectors import subject_access, user_may_receive_tokens, user_standard_claims
 from idp.http import ratelimit
 from idp.keys import signing as keys
 from idp.models import AccessToken, Application, AuthenticationBound, Grant, IDToken, RefreshToken
@@ -181,7 +181,8 @@ class IdpValidator(OAuth2Validator):
         valid = super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
         if not valid:
             self._record_refresh_token_reuse(refresh_token, client, since=started)
-        return valid and (request.user is None or request.user.is_active)
+        # A deactivated user's, or a self-registered user's whose address is unverified again (changed).
+        return valid and (request.user is None or (request.user.is_active and user_may_receive_tokens(request.user)))
 
     def _record_refresh_token_reuse(self, refresh_token: str, client: Any, *, since: datetime) -> None:
         """A revoked refresh token came back (RFC 9700 §4.14.2): rotated away, or revoked on
@@ -259,6 +260,8 @@ class IdpValidator(OAuth2Validator):
             return False
         if not grant.user.is_active or not client.is_active:
             return False  # a code outlives neither its user's deactivation nor its client's
+        if not user_may_receive_tokens(grant.user):
+            return False  # a self-registered user's address is unverified (idp.oauth.views.authorize)
         # What DOT's validate_code sets, from the row already locked (one query, not two).
         _state().grant = grant
         request.scopes = grant.scope.split(" ")

@@ -52,8 +52,12 @@ class SignInView(LoginView):
         return HttpResponseRedirect(self.get_success_url())
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys).
-        return super().get_context_data(**kwargs) | {"passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN}
+        # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys); the
+        # "Create an account" link when self-registration is (idp.pages.account).
+        return super().get_context_data(**kwargs) | {
+            "passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN,
+            "self_registration": settings.SELF_REGISTRATION,
+        }
 
     def get_initial(self) -> dict[str, Any]:
         initial = super().get_initial()

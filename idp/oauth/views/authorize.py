@@ -27,6 +27,7 @@ from oauth2_provider.oauth2_backends import _add_iss_to_redirect  # DOT's RFC 92
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
     ConsentRequired,
     InvalidClientIdError,
     LoginRequired,
@@ -34,6 +35,7 @@ from oauthlib.oauth2.rfc6749.errors import (
 )
 
 from accounts.models import User
+from accounts.selectors import user_may_receive_tokens
 from idp.http.policy import endpoint
 from idp.mfa import levels
 from idp.mfa.policy import level_required
@@ -57,6 +59,11 @@ def _form_post(request: HttpRequest, location: str) -> HttpResponse:
     response = render(request, "oauth2_provider/form_post.html", {"action": action, "fields": fields})
     add_never_cache_headers(response)
     return response
+
+
+def _verify_email_first(request: HttpRequest) -> HttpResponse:
+    """The page a self-registered user with an unverified address sees instead of a code."""
+    return render(request, "registration/email_unverified.html", status=403)
 
 
 class InteractionRequired(OAuth2Error):
@@ -150,6 +157,13 @@ class AuthorizationView(dot_views.AuthorizationView):
             if silent:
                 return self._refuse(LoginRequired, credentials, application)
             return HttpResponseRedirect(with_next("mfa-verify", request.get_full_path()))
+
+        if not user_may_receive_tokens(request.user):
+            # A self-registered user whose address is unverified gets no code for any client: the
+            # person is told to verify it, a client asking silently gets access_denied.
+            if silent:
+                return self._refuse(AccessDeniedError, credentials, application)
+            return _verify_email_first(request)
 
         hint = request.GET.get("id_token_hint")
         named = tokens.id_token_hint_read(hint, issuer=oauth2_settings.oidc_issuer(request)) if hint else None
@@ -271,6 +285,8 @@ class AuthorizationView(dot_views.AuthorizationView):
         # comes of it: everything get() demands of the session holds here too (a sign-in waiting
         # for its second factor, max_age, the level the client, the user's roles and the request,
         # as the form carries it, ask for). If not, the authorization request starts over.
+        if not user_may_receive_tokens(self.request.user):
+            return _verify_email_first(self.request)
         if (
             pending_get(self.request) is not None
             or self._authentication_too_old(self.request)

@@ -53,6 +53,8 @@ class Action(StrEnum):
     MFA_CHALLENGE_FAILED = "mfa.challenge_failed"
     MFA_RECOVERY_CODE_USED = "mfa.recovery_code_used"
     MFA_RECOVERY_CODES_REGENERATED = "mfa.recovery_codes_regenerated"
+    UPSTREAM_LINKED = "upstream.linked"
+    UPSTREAM_SIGNIN_FAILED = "upstream.signin_failed"
 
 
 @dataclass(frozen=True)

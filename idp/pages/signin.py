@@ -52,8 +52,14 @@ class SignInView(LoginView):
         return HttpResponseRedirect(self.get_success_url())
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys).
-        return super().get_context_data(**kwargs) | {"passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN}
+        # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys); a button
+        # per enabled upstream provider (idp.federation).
+        from idp.federation.selectors import upstream_list_enabled
+
+        return super().get_context_data(**kwargs) | {
+            "passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN,
+            "upstreams": list(upstream_list_enabled()),
+        }
 
     def get_initial(self) -> dict[str, Any]:
         initial = super().get_initial()

@@ -421,6 +421,11 @@ def role_holdings(roles: Any) -> Holdings:
 
 
 class UpstreamProviderForm(forms.ModelForm):
+    issuer = forms.URLField(
+        max_length=255,
+        assume_scheme="https",
+        help_text=UpstreamProvider._meta.get_field("issuer").help_text,
+    )
     # Write-only: never rendered back (render_value=False); empty keeps the stored one.
     client_secret = forms.CharField(
         required=False,

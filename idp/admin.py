@@ -437,6 +437,15 @@ class UpstreamProviderForm(forms.ModelForm):
     )
     clear_client_secret = forms.BooleanField(required=False, label="Remove the stored secret")
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # These go into URLs, HTTP headers and pages: no control characters (CR/LF above all).
+        for name in ("display_name", "client_id", "client_secret", "scopes", "role_claim"):
+            value = cleaned.get(name)
+            if isinstance(value, str) and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+                self.add_error(name, "Control characters are not allowed here.")
+        return cleaned
+
     class Meta:
         model = UpstreamProvider
         fields = [

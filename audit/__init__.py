@@ -64,6 +64,8 @@ class Action(StrEnum):
     EMAIL_VERIFIED = "email.verified"
     EMAIL_CHANGED = "email.changed"
     USER_REGISTERED = "user.registered"
+    UPSTREAM_LINKED = "upstream.linked"
+    UPSTREAM_SIGNIN_FAILED = "upstream.signin_failed"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from oauth2_provider.admin import ApplicationAdmin
 
 import audit
 from accounts.models import MFA_RESET, SESSIONS_END, Role, RoleAssignment, User
-from accounts.selectors import Caller, caller_for_person, caller_holds
+from accounts.selectors import Caller, Holdings, caller_for_person, caller_holds
 from accounts.services import administration_kept, caller_holds_check, role_grant, role_revoke
+from idp.federation.client import secret_encrypt
+from idp.federation.selectors import role_mappable
 from idp.http.cors import origin_validate
 from idp.mfa import factors
-from idp.models import Application, BrowserSession, Consent, SigningKey
+from idp.models import Application, BrowserSession, Consent, SigningKey, UpstreamProvider, UpstreamRoleMapping
 from idp.oauth import clients, consent, tokens
 from idp.sessions import selectors as session_selectors
 from idp.sessions import services as session_services
@@ -477,3 +479,135 @@ class BrowserSessionAdmin(admin.ModelAdmin):
             self.message_user(request, f"No session was ended: {refused}.", messages.ERROR)
             return
         self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)
+
+
+# --- Upstream providers (idp.federation) -----------------------------------------------------------
+
+
+def role_holdings(roles: Any) -> Holdings:
+    """What granting these roles hands out: the roles and every permission they hold."""
+    roles = list(roles)
+    codenames = {codename for role in roles for codename in role.permissions.values_list("codename", flat=True)}
+    return Holdings(frozenset(role.pk for role in roles), frozenset(codenames))
+
+
+class UpstreamProviderForm(forms.ModelForm):
+    issuer = forms.URLField(
+        max_length=255,
+        assume_scheme="https",
+        help_text=UpstreamProvider._meta.get_field("issuer").help_text,
+    )
+    # Write-only: never rendered back (render_value=False); empty keeps the stored one.
+    client_secret = forms.CharField(
+        required=False,
+        max_length=1024,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The secret the upstream gave this client. Stored encrypted and never shown again; "
+        "leave empty to keep the stored one (or for a public client, on the add page).",
+    )
+    clear_client_secret = forms.BooleanField(required=False, label="Remove the stored secret")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # These go into URLs, HTTP headers and pages: no control characters (CR/LF above all).
+        for name in ("display_name", "client_id", "client_secret", "scopes", "role_claim"):
+            value = cleaned.get(name)
+            if isinstance(value, str) and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+                self.add_error(name, "Control characters are not allowed here.")
+        return cleaned
+
+    class Meta:
+        model = UpstreamProvider
+        fields = [
+            "slug",
+            "display_name",
+            "issuer",
+            "client_id",
+            "scopes",
+            "is_enabled",
+            "trust_email",
+            "role_claim",
+        ]
+
+
+class RoleMappingFormSet(forms.BaseInlineFormSet):
+    """Least privilege for mappings: never the administrator role nor a role with a management
+    permission (idp.federation.selectors.role_mappable), and only roles the operator holds."""
+
+    request: HttpRequest
+
+    def clean(self) -> None:
+        super().clean()
+        caller = admin_caller(self.request)
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            role = data.get("role")
+            if role is None or data.get("DELETE") or not form.has_changed():
+                continue
+            if not role_mappable(role):
+                raise forms.ValidationError(
+                    f"{role} cannot be mapped: an upstream may not grant the administrator role "
+                    "or a role with a management permission."
+                )
+            try:
+                caller_holds_check(caller=caller, carries=role_holdings([role]), doing=f"map the role {role}")
+            except PermissionDenied as exc:
+                raise forms.ValidationError(str(exc)) from None
+
+
+class UpstreamRoleMappingInline(admin.TabularInline):
+    model = UpstreamRoleMapping
+    formset = RoleMappingFormSet
+    fields = ["value", "role"]
+    extra = 1
+    verbose_name = "role mapping"
+    verbose_name_plural = "role mappings (a value of the role claim grants the local role)"
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.request = request  # type: ignore[attr-defined]  # read by RoleMappingFormSet.clean
+        return formset
+
+
+@admin.register(UpstreamProvider)
+class UpstreamProviderAdmin(admin.ModelAdmin):
+    """Upstream OpenID Connect providers people may sign in through. The client secret is
+    write-only. Whoever changes or deletes an upstream must hold every role it maps: changing its
+    issuer or client could otherwise hand those roles to whoever controls the new one."""
+
+    form = UpstreamProviderForm
+    inlines = [UpstreamRoleMappingInline]
+    list_display = ("display_name", "slug", "issuer", "is_enabled", "trust_email")
+    list_filter = ("is_enabled",)
+    search_fields = ("display_name", "slug", "issuer")
+    readonly_fields = ("has_client_secret", "created_at", "updated_at")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = (*UpstreamProviderForm.Meta.fields, "client_secret")
+        return (*fields, "has_client_secret", "clear_client_secret", "created_at", "updated_at") if obj else fields
+
+    @admin.display(description="client secret stored", boolean=True)
+    def has_client_secret(self, obj: UpstreamProvider) -> bool:
+        return bool(obj.client_secret_encrypted)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and self._holds_what_it_maps(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and self._holds_what_it_maps(request, obj)
+
+    @staticmethod
+    def _holds_what_it_maps(request: HttpRequest, obj: UpstreamProvider | None) -> bool:
+        if obj is None or request.user.is_superuser:
+            return True
+        roles = Role.objects.filter(upstream_mappings__provider=obj).distinct()
+        return caller_holds(caller=admin_caller(request), carries=role_holdings(roles))
+
+    def save_model(self, request: HttpRequest, obj: UpstreamProvider, form: Any, change: bool) -> None:
+        secret = form.cleaned_data.get("client_secret") or ""
+        if secret:
+            obj.client_secret_encrypted = secret_encrypt(secret)
+        elif form.cleaned_data.get("clear_client_secret"):
+            obj.client_secret_encrypted = ""
+        super().save_model(request, obj, form, change)

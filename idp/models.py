@@ -465,3 +465,91 @@ class BrowserSession(AbstractBaseSession):
         from idp.sessions.backend import SessionStore
 
         return SessionStore
+
+
+# --- Upstream OpenID Connect providers (idp.federation) --------------------------------------------
+
+
+class UpstreamProvider(models.Model):
+    """An upstream OpenID Connect provider (the company's directory) people may sign in through.
+
+    The client secret it gave us is stored encrypted with the key ring that protects signing keys
+    (idp.keys.signing.key_ring) and decrypted only to call its token endpoint; admin never shows
+    it back. The claim-to-role mapping is `role_claim` (the ID token claim holding groups or roles)
+    and the UpstreamRoleMapping rows (claim value -> local role)."""
+
+    slug = models.SlugField(max_length=40, unique=True, help_text="In the sign-in URL: /accounts/upstream/<slug>/")
+    display_name = models.CharField(max_length=100, help_text="The sign-in button reads: Continue with <name>")
+    issuer = models.URLField(
+        max_length=255,
+        unique=True,
+        help_text="Exactly as its discovery document and ID tokens give it, e.g. https://login.example.com",
+    )
+    client_id = models.CharField(max_length=255)
+    client_secret_encrypted = models.TextField(blank=True, editable=False)
+    scopes = models.CharField(max_length=255, default="openid email profile")
+    is_enabled = models.BooleanField("enabled", default=False)
+    trust_email = models.BooleanField(
+        "trust its verified e-mail addresses",
+        default=False,
+        help_text="A user created from this upstream gets a verified e-mail address only when the upstream "
+        "says it is verified and this is ticked.",
+    )
+    role_claim = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The ID token claim whose values map to local roles (e.g. groups or roles); empty: no mapping.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "upstream provider"
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def clean(self) -> None:
+        super().clean()
+        self.issuer = (self.issuer or "").rstrip("/")
+        if settings.PRODUCTION and not self.issuer.startswith("https://"):
+            raise ValidationError({"issuer": "An upstream's issuer must be an https URL."})
+        if "openid" not in self.scopes.split():
+            raise ValidationError({"scopes": "The scopes must include openid."})
+
+
+class UpstreamRoleMapping(models.Model):
+    """One value of an upstream's role claim and the local role it grants."""
+
+    provider = models.ForeignKey(UpstreamProvider, on_delete=models.CASCADE, related_name="role_mappings")
+    value = models.CharField(max_length=200, help_text="A value of the role claim, e.g. a group name")
+    role = models.ForeignKey("accounts.Role", on_delete=models.CASCADE, related_name="upstream_mappings")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "value", "role"], name="idp_upstreamrolemapping_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value} → {self.role}"
+
+
+class UpstreamLink(models.Model):
+    """A local user's identity at an upstream: its issuer and `sub` (OIDC Core §2: the pair is the
+    identity; an e-mail address is not). `mapped_role_ids` are the roles the mapping granted, the
+    only ones a later sign-in may take back."""
+
+    provider = models.ForeignKey(UpstreamProvider, on_delete=models.CASCADE, related_name="links")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upstream_links")
+    mapped_role_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_signin_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="idp_upstreamlink_identity_once")]
+
+    def __str__(self) -> str:
+        return f"upstream identity {self.pk} of user {self.user_id}"

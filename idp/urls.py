@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
 import idp.converters  # noqa: F401 - client_id in the routes below
+from idp.federation import views as federation
 from idp.http.policy import endpoint, endpoint_for_namespace
 from idp.oauth.views import logout as oauth_logout
 from idp.ops import bench as bench_views
@@ -48,6 +49,10 @@ urlpatterns = [
     path("accounts/email/verify/<str:uidb64>/<str:token>/", account.EmailVerifyView.as_view(), name="email-verify"),
     path("accounts/register/", account.RegisterView.as_view(), name="register"),
     path("accounts/register/sent/", account.RegisterDoneView.as_view(), name="register-done"),
+    # Signing in through an upstream provider (idp.federation).
+    path("accounts/upstream/<str:slug>/", federation.UpstreamStartView.as_view(), name="upstream-start"),
+    path("accounts/upstream/<str:slug>/callback/", federation.UpstreamCallbackView.as_view(), name="upstream-callback"),
+    path("accounts/link-upstream/", federation.UpstreamLinkView.as_view(), name="upstream-link"),
     # Passkeys (django-otp-webauthn's JSON ceremonies, as idp.mfa.passkeys adapts them): JSON
     # errors, so under a path of their own rather than among the /accounts/ pages.
     path("passkeys/", include("idp.mfa.passkey_urls")),

@@ -1,5 +1,6 @@
 """Rotating the key-encryption key: re-encrypt everything stored under IDP_KEY_ENCRYPTION_KEYS (the
-signing keys' private halves, API keys' pending secrets, authenticator apps' seeds) under the first
+signing keys' private halves, API keys' pending secrets, authenticator apps' seeds, upstream
+providers' client secrets) under the first
 of them, so the older keys can leave the environment."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from django.db import transaction
 
 import audit
 from apikeys.services import apikey_secrets_reencrypt, rows_reencrypt
-from idp.models import SigningKey, TotpDevice
+from idp.models import SigningKey, TotpDevice, UpstreamProvider
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,11 @@ class Reencrypted:
     signing_keys: int
     apikey_secrets: int
     totp_seeds: int = 0
+    upstream_secrets: int = 0
 
     @property
     def total(self) -> int:
-        return self.signing_keys + self.apikey_secrets + self.totp_seeds
+        return self.signing_keys + self.apikey_secrets + self.totp_seeds + self.upstream_secrets
 
 
 @transaction.atomic
@@ -49,6 +51,19 @@ def totp_seeds_reencrypt() -> int:
 
 
 @transaction.atomic
+def upstream_secrets_reencrypt() -> int:
+    """As signing_keys_reencrypt, for the client secrets of upstream providers (idp.federation)."""
+    return rows_reencrypt(
+        UpstreamProvider.objects.exclude(client_secret_encrypted="")
+        .select_for_update()
+        .order_by("pk")
+        .only("pk", "slug", "client_secret_encrypted"),
+        field="client_secret_encrypted",
+        describe=lambda provider: f"the client secret of upstream {provider.slug}",
+    )
+
+
+@transaction.atomic
 def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
     """Re-encrypt every stored ciphertext under the first of KEY_ENCRYPTION_KEYS, in one
     transaction: all rows or none. Safe to run twice (the second run finds nothing to do and
@@ -62,6 +77,7 @@ def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
         signing_keys=signing_keys_reencrypt(),
         apikey_secrets=apikey_secrets_reencrypt(),
         totp_seeds=totp_seeds_reencrypt(),
+        upstream_secrets=upstream_secrets_reencrypt(),
     )
     if result.total:
         # Counts only: never a key, nor anything derived from one.
@@ -72,6 +88,7 @@ def encryption_key_rotate(*, actor: audit.Actor) -> Reencrypted:
                 "signing_keys": result.signing_keys,
                 "apikey_secrets": result.apikey_secrets,
                 "totp_seeds": result.totp_seeds,
+                "upstream_secrets": result.upstream_secrets,
                 "keys_configured": len(settings.KEY_ENCRYPTION_KEYS),
             },
         )

@@ -1,7 +1,8 @@
 """Authentication levels (acr) and methods (amr): what a sign-in proved, in the words relying
 parties read in ID tokens and introspection.
 
-amr values are RFC 8176's: `pwd` (password), `otp` (authenticator app), `hwk` (a passkey or
+amr values are RFC 8176's: `pwd` (password), `fed` (a sign-in through an upstream provider,
+idp.federation: one factor, as a password is), `otp` (authenticator app), `hwk` (a passkey or
 security key bound to its device) or `swk` (a passkey that syncs between devices: backup-eligible),
 `user` (the authenticator verified its user: PIN or biometrics, a passkey sign-in without
 password) and `mfa` (two factors). A recovery code adds `mfa` alone: RFC 8176 has no value for it.
@@ -40,7 +41,7 @@ class Level(IntEnum):
 _ACR_OF = {Level.PWD: ACR_PWD, Level.MFA: ACR_MFA, Level.PHR: ACR_PHR}
 _LEVEL_OF = {acr: level for level, acr in _ACR_OF.items()}
 ACR_VALUES_SUPPORTED = [ACR_PWD, ACR_MFA, ACR_PHR]
-AMR_VALUES_SUPPORTED = ["pwd", "otp", "hwk", "swk", "user", "mfa"]
+AMR_VALUES_SUPPORTED = ["pwd", "fed", "otp", "hwk", "swk", "user", "mfa"]
 
 
 def level_of_acr(acr: str) -> Level | None:
@@ -60,7 +61,7 @@ def level_of_amr(amr: Iterable[str]) -> Level:
 def amr_with(amr: Iterable[str], *added: str) -> list[str]:
     """Methods plus some more, `mfa` added once two factors are in, in a stable order."""
     methods = set(amr) | set(added)
-    if len(methods & {"pwd", "otp", "hwk", "swk", "user", "rec"}) >= 2 or "rec" in methods:
+    if len(methods & {"pwd", "fed", "otp", "hwk", "swk", "user", "rec"}) >= 2 or "rec" in methods:
         methods.add("mfa")
     methods.discard("rec")  # a recovery code: no RFC 8176 value, it shows as mfa
     return sorted(methods, key=lambda m: (AMR_VALUES_SUPPORTED.index(m) if m in AMR_VALUES_SUPPORTED else 99, m))

@@ -53,10 +53,14 @@ class SignInView(LoginView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         # The passwordless passkey button, when passkey sign-in is on (idp.mfa.passkeys); the
-        # "Create an account" link when self-registration is (idp.pages.account).
+        # "Create an account" link when self-registration is (idp.pages.account); a button per
+        # enabled upstream provider (idp.federation).
+        from idp.federation.selectors import upstream_list_enabled
+
         return super().get_context_data(**kwargs) | {
             "passkey_signin": settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN,
             "self_registration": settings.SELF_REGISTRATION,
+            "upstreams": list(upstream_list_enabled()),
         }
 
     def get_initial(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ The page in a real browser is in test_activity_browser.py.
 
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -82,7 +83,8 @@ def totals(body: str) -> dict[str, dict]:
     for part in body.split('<div class="total" ')[1:]:
         total = TOTAL.match('<div class="total" ' + part)
         assert total is not None
-        routes = {route: int(count) for route, count in ROUTE.findall(part)}
+        # Routes with parameters ("<str:slug>") are HTML-escaped on the page.
+        routes = {html.unescape(route): int(count) for route, count in ROUTE.findall(part)}
         found[total.group(1)] = {"total": int(total.group(2)), "routes": routes}
     return found
 

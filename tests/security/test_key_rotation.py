@@ -94,7 +94,12 @@ def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, 
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY, *old_keys]
     signing_keys = SigningKey.objects.count()  # every algorithm's active and next key
     assert signing_keys == 6
-    assert json.loads(rotate("--json")) == {"signing_keys": signing_keys, "apikey_secrets": 1, "totp_seeds": 1}
+    assert json.loads(rotate("--json")) == {
+        "signing_keys": signing_keys,
+        "apikey_secrets": 1,
+        "totp_seeds": 1,
+        "upstream_secrets": 0,
+    }
 
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY]  # the old key leaves the environment
     new = Fernet(NEW_KEY.encode())
@@ -106,6 +111,7 @@ def test_after_rotation_the_new_key_alone_signs_and_reveals(settings, old_keys, 
         "signing_keys": signing_keys,
         "apikey_secrets": 1,
         "totp_seeds": 1,
+        "upstream_secrets": 0,
         "keys_configured": 1 + len(old_keys),
     }
     # The authenticator app's seed too: its codes still check under the new key alone.
@@ -125,14 +131,19 @@ def test_a_second_run_changes_nothing_and_records_nothing(settings, old_keys, st
     settings.KEY_ENCRYPTION_KEYS = [NEW_KEY, *old_keys]
     rotate()
     after_first = ciphertexts(stored)
-    assert json.loads(rotate("--json")) == {"signing_keys": 0, "apikey_secrets": 0, "totp_seeds": 0}
+    assert json.loads(rotate("--json")) == {
+        "signing_keys": 0,
+        "apikey_secrets": 0,
+        "totp_seeds": 0,
+        "upstream_secrets": 0,
+    }
     assert ciphertexts(stored) == after_first
     assert len(rotation_events()) == 1
 
 
 def test_with_one_key_there_is_nothing_to_do(stored):
     before = ciphertexts(stored)
-    assert "Re-encrypted 0 signing key(s), 0 pending API key secret(s) and 0 authenticator app seed(s)" in rotate()
+    assert "Re-encrypted 0 signing key(s), 0 pending API key secret(s), 0 authenticator app seed(s)" in rotate()
     assert ciphertexts(stored) == before
     assert rotation_events() == []
 

@@ -31,13 +31,15 @@ class Command(BaseCommand):
                         "signing_keys": result.signing_keys,
                         "apikey_secrets": result.apikey_secrets,
                         "totp_seeds": result.totp_seeds,
+                        "upstream_secrets": result.upstream_secrets,
                     }
                 )
             )
             return
         self.stdout.write(
             f"Re-encrypted {result.signing_keys} signing key(s), {result.apikey_secrets} pending API key "
-            f"secret(s) and {result.totp_seeds} authenticator app seed(s) under the first key of "
+            f"secret(s), {result.totp_seeds} authenticator app seed(s) and {result.upstream_secrets} upstream "
+            "client secret(s) under the first key of "
             "IDP_KEY_ENCRYPTION_KEYS"
             + ("; the other keys can now be removed." if result.total else "; everything already was.")
         )

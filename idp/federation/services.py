@@ -17,7 +17,7 @@ from django.utils import timezone
 
 import audit
 from accounts.models import RoleAssignment, User
-from accounts.services import role_grant, role_revoke, user_create
+from accounts.services import role_grant, role_revoke, user_create, user_email_verify
 from idp.federation.client import UpstreamIdentity
 from idp.federation.selectors import role_mappable
 from idp.models import UpstreamLink, UpstreamProvider
@@ -194,7 +194,11 @@ def _user_create_just_in_time(*, provider: UpstreamProvider, identity: UpstreamI
                 continue  # taken, or refused by the username rules: the next candidate
             raise
         user.set_unusable_password()
-        user.email_verified = identity.email_verified and provider.trust_email and bool(identity.email)
-        user.save(update_fields=["password", "email_verified"])
+        user.save(update_fields=["password"])
+        if identity.email_verified and provider.trust_email and identity.email:
+            # Recorded as email.verified by this upstream, as any other way an address is verified.
+            user = user_email_verify(
+                user_id=user.pk, email=identity.email, actor=upstream_actor(provider), via="upstream"
+            )
         return user
     raise ValidationError({"username": "no free username"})

@@ -84,6 +84,11 @@ def test_first_sign_in_creates_the_user_with_the_mapped_role_and_the_next_reuses
     [linked] = _events(user, "upstream.linked")
     assert linked.data == {"upstream": SLUG, "how": "just_in_time"}
     assert [event.data["role"] for event in _events(user, "role.granted")] == [LOCAL_ROLE]
+    [verified] = _events(user, "email.verified")  # recorded as every other way an address is verified
+    assert ((verified.actor_type, verified.actor_id), verified.data) == (
+        ("system", f"upstream:{SLUG}"),
+        {"via": "upstream"},
+    )
     [signed_in] = _events(user, "login.succeeded")
     assert signed_in.data == {"methods": ["fed"], "acr": "urn:idp:acr:pwd"}
 

@@ -11,7 +11,16 @@ import pytest
 
 import audit
 from accounts.services import user_email_change, user_email_verify, user_register
-from tests.factories import USER_PASSWORD, make_client, make_user, relying_party, signed_in_session, tokens_at
+from audit.models import AuditEvent
+from tests.factories import (
+    USER_PASSWORD,
+    make_client,
+    make_user,
+    relying_party,
+    sign_in_at,
+    signed_in_session,
+    tokens_at,
+)
 from tests.relying_party import parse_form
 
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -57,8 +66,6 @@ def test_a_code_issued_before_the_address_became_unverified_is_refused(live_serv
     assert user is not None
     user_email_verify(user_id=user.pk, email=user.email, actor=audit.Actor.user(user), via="link")
     rp = relying_party(live_server.url, make_client())
-    from tests.factories import sign_in_at
-
     result = sign_in_at(rp, user, scope="openid")
     user_email_change(user_id=user.pk, email="elsewhere@example.com", actor=audit.Actor.user(user))
     reply = rp.token_request(
@@ -94,3 +101,6 @@ def test_a_refresh_token_issued_before_a_password_change_is_refused_after_it(liv
     refused = rp.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     assert browser.get(f"{live_server.url}/dashboard/account/", allow_redirects=False, timeout=10).status_code == 200
+    revoked = AuditEvent.objects.get(action="token.revoked", target_id=str(user.pk))
+    assert revoked.data["reason"] == "password_changed"
+    assert AuditEvent.objects.filter(action="password.changed", target_id=str(user.pk), data__via="change").exists()

@@ -20,7 +20,7 @@ from oauth2_provider.admin import ApplicationAdmin
 
 import audit
 from accounts.models import MFA_RESET, SESSIONS_END, Role, RoleAssignment, User
-from accounts.selectors import Caller, Holdings, caller_for_person, caller_holds
+from accounts.selectors import Caller, Holdings, caller_for_person, caller_holds, subject_roles
 from accounts.services import administration_kept, caller_holds_check, role_grant, role_revoke
 from idp.federation.client import secret_encrypt
 from idp.federation.selectors import role_mappable
@@ -448,10 +448,25 @@ class BrowserSessionAdmin(admin.ModelAdmin):
         return self.has_view_permission(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin_caller(request).holds([SESSIONS_END])
+        return self._holds_sessions_end(request)
 
     def has_end_permission(self, request: HttpRequest) -> bool:
-        return admin_caller(request).holds([SESSIONS_END])
+        return self._holds_sessions_end(request)
+
+    @staticmethod
+    def _holds_sessions_end(request: HttpRequest) -> bool:
+        """Whether the person at the admin holds idp.sessions.end through a global role (a superuser
+        holds everything). Every admin page asks (its sidebar lists this model): one query per
+        request, never taken from the shared access cache, so a page costs the same queries
+        whether that cache is warm or not."""
+        held = getattr(request, "_idp_holds_sessions_end", None)
+        if held is None:
+            user = cast(User, request.user)
+            held = user.is_superuser or (
+                subject_roles(user_id=user.pk).filter(permissions__codename=SESSIONS_END).exists()
+            )
+            setattr(request, "_idp_holds_sessions_end", held)  # noqa: B010 - HttpRequest declares no such attribute
+        return bool(held)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -189,6 +189,7 @@ def test_every_flow_records_exactly_its_events(live_server, rp, alice, issued_cl
     assert signed_out.status_code == 200, "our signed-out page: no hint, no redirect"
     assert trail.new() == [
         ("token.revoked", "user", a, "user", a, c),
+        ("session.ended", "user", a, "user", a, ""),
         ("logout", "user", a, "user", a, ""),
     ]
     assert rp.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"]).status_code == 400

@@ -3,6 +3,9 @@ the least-privileged insider: each test is a hole that was open, and stays shut.
 
 - A self-registered user whose address is unverified gets no token at any client; an API key
   (dashboard, management API, introspection by a resource server) is such a credential too.
+- Staff holding idp.sessions.end see, in Django admin, only the sessions of users they may end
+  (every role those users hold, and a superuser for staff accounts): the management API's rule,
+  so a lesser staff member does not learn where an administrator signs in from.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ from urllib.parse import urlencode
 import pytest
 
 import audit
+from accounts.models import ADMIN_ROLE, SESSIONS_END, Role
 from accounts.selectors import Caller
-from accounts.services import user_email_change, user_email_verify, user_register
+from accounts.services import role_grant, user_email_change, user_email_verify, user_register
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create
+from idp.models import BrowserSession
 from tests.apikeys.conftest import basic_auth
-from tests.factories import USER_PASSWORD, make_resource_server, make_user, signed_in_client
+from tests.factories import USER_PASSWORD, make_resource_server, make_staff, make_user, signed_in_client
 
 SYSTEM = audit.Actor.system("tests")
 INTROSPECT = "/oauth/introspect/"
+SESSIONS_CHANGELIST = "/admin/idp/browsersession/"
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +83,45 @@ def test_users_not_self_registered_keep_their_api_keys_with_an_unverified_addres
     assert not user.email_verified
     issued = apikey_create(name="k", caller=Caller.operator(SYSTEM), user=user)
     assert _introspect(client, issued.secret)["active"] is True
+
+
+# --- Staff: the admin's sessions list follows the holdings rule ------------------------------------------
+
+
+def _administrator() -> Any:
+    user = make_user()
+    role_grant(role=Role.objects.get(name=ADMIN_ROLE, application__isnull=True), user=user, actor=SYSTEM)
+    return user
+
+
+def _signed_in_somewhere(user: Any) -> BrowserSession:
+    signed_in_client(user, second_factor=False)
+    return BrowserSession.objects.filter(user=user).latest("pk")
+
+
+def test_a_lesser_staff_member_does_not_see_an_administrators_sessions_in_admin(client, db):
+    staff = make_staff(permissions=[SESSIONS_END])
+    administrator, staff_peer, bystander = _administrator(), make_staff(), make_user()
+    hidden = [_signed_in_somewhere(administrator), _signed_in_somewhere(staff_peer)]
+    shown = _signed_in_somewhere(bystander)
+    signed_in_client(staff, client=client)
+
+    page = client.get(SESSIONS_CHANGELIST)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert shown.public_id in text
+    for row in hidden:
+        assert row.public_id not in text, row.user
+        detail = client.get(f"{SESSIONS_CHANGELIST}{row.pk}/change/")
+        assert detail.status_code == 302 and row.public_id not in detail.content.decode()  # "does not exist"
+    searched = client.get(SESSIONS_CHANGELIST, {"q": administrator.username}).content.decode()
+    assert hidden[0].public_id not in searched
+
+
+def test_a_superuser_sees_every_session_in_admin(client, db):
+    superuser = make_staff(superuser=True)
+    administrator, bystander = _administrator(), make_user()
+    rows = [_signed_in_somewhere(administrator), _signed_in_somewhere(bystander)]
+    signed_in_client(superuser, client=client)
+    text = client.get(SESSIONS_CHANGELIST).content.decode()
+    assert all(row.public_id in text for row in rows)

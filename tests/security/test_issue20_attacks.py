@@ -11,7 +11,7 @@ the least-privileged insider: each test is a hole that was open, and stays shut.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import pytest
 
@@ -23,11 +23,23 @@ from apikeys.models import ApiKey
 from apikeys.services import apikey_create
 from idp.models import BrowserSession
 from tests.apikeys.conftest import basic_auth
-from tests.factories import USER_PASSWORD, make_resource_server, make_staff, make_user, signed_in_client
+from tests.factories import (
+    USER_PASSWORD,
+    make_client,
+    make_resource_server,
+    make_staff,
+    make_user,
+    relying_party,
+    signed_in_client,
+    signed_in_session,
+    tokens_at,
+)
+from tests.relying_party import parse_form
 
 SYSTEM = audit.Actor.system("tests")
 INTROSPECT = "/oauth/introspect/"
 SESSIONS_CHANGELIST = "/admin/idp/browsersession/"
+NEW_PASSWORD = "a brand new passphrase 42"
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +137,67 @@ def test_a_superuser_sees_every_session_in_admin(client, db):
     signed_in_client(superuser, client=client)
     text = client.get(SESSIONS_CHANGELIST).content.decode()
     assert all(row.public_id in text for row in rows)
+
+
+# --- Tokens of a session whose row is gone ---------------------------------------------------------------
+
+
+def _sign_in_again_as(browser: Any, base_url: str, user: Any) -> None:
+    """The same browser signs in as someone else: Django flushes the session (its row goes)."""
+    page = browser.get(f"{base_url}/accounts/login/", timeout=10)
+    action, fields = parse_form(page.text)
+    fields.update(username=user.username, password=USER_PASSWORD)
+    reply = browser.post(
+        urljoin(page.url, action or page.url),
+        data=fields,
+        headers={"Referer": page.url},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert reply.status_code == 302, reply.text[:300]
+
+
+def _password_change(browser: Any, base_url: str) -> None:
+    page = browser.get(f"{base_url}/dashboard/password/", timeout=10)
+    action, fields = parse_form(page.text)
+    fields.update(old_password=USER_PASSWORD, new_password1=NEW_PASSWORD, new_password2=NEW_PASSWORD)
+    reply = browser.post(
+        f"{base_url}{action}", data=fields, headers={"Referer": page.url}, allow_redirects=False, timeout=10
+    )
+    assert reply.status_code == 302, reply.text[:300]
+
+
+def _sign_out_everywhere(browser: Any, base_url: str) -> None:
+    page = browser.get(f"{base_url}/dashboard/sessions/", timeout=10)
+    _, fields = parse_form(page.text)  # a session's form: the same CSRF token
+    reply = browser.post(
+        f"{base_url}/dashboard/sessions/end-all/",
+        data={"csrfmiddlewaretoken": fields["csrfmiddlewaretoken"]},
+        headers={"Referer": page.url},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert reply.status_code in (200, 302), reply.text[:300]
+
+
+@pytest.mark.parametrize("ending", ["password change", "sign out everywhere"])
+def test_tokens_of_a_session_flushed_by_another_sign_in_die_with_the_users_other_sessions(
+    live_server, signing_key, ending
+):
+    # An attacker who has the victim's password signs in at a client (a refresh token bound to that
+    # browser session), then signs in as someone else in the same browser: the session's row goes
+    # without ending it. The victim then changes the password, or signs out everywhere.
+    victim, other = make_user(), make_user()
+    attacker = relying_party(live_server.url, make_client())
+    stolen = tokens_at(attacker, victim, scope="openid offline_access")
+    _sign_in_again_as(attacker.browser, live_server.url, other)
+    assert not BrowserSession.objects.filter(user=victim).exists()
+
+    browser = signed_in_session(live_server.url, victim)
+    if ending == "password change":
+        _password_change(browser, live_server.url)
+    else:
+        _sign_out_everywhere(browser, live_server.url)
+
+    refused = attacker.token_request(grant_type="refresh_token", refresh_token=stolen["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"

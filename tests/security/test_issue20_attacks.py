@@ -21,6 +21,7 @@ from accounts.selectors import Caller
 from accounts.services import role_grant, user_email_change, user_email_verify, user_register
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create
+from audit.models import AuditEvent
 from idp.models import BrowserSession
 from tests.apikeys.conftest import basic_auth
 from tests.factories import (
@@ -201,3 +202,18 @@ def test_tokens_of_a_session_flushed_by_another_sign_in_die_with_the_users_other
 
     refused = attacker.token_request(grant_type="refresh_token", refresh_token=stolen["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_a_browser_signing_in_as_someone_else_ends_the_previous_persons_session(live_server, signing_key):
+    # A shared computer: Alice signs in at a client and walks away; Bob signs in there. Alice's
+    # session is gone from her sessions page, so what it issued must not live on unseen.
+    alice, bob = make_user(), make_user()
+    shared = relying_party(live_server.url, make_client())
+    tokens = tokens_at(shared, alice, scope="openid offline_access")
+    _sign_in_again_as(shared.browser, live_server.url, bob)
+
+    assert not BrowserSession.objects.filter(user=alice).exists()
+    refused = shared.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    ended = AuditEvent.objects.get(action="session.ended", target_id=str(alice.pk))
+    assert ended.data["reason"] == "signed_in_as_another_user"

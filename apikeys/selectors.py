@@ -14,7 +14,7 @@ from django.utils import timezone
 
 import audit
 from accounts.models import APIKEYS_MANAGE
-from accounts.selectors import Access, Caller, caller_for_person, subject_access
+from accounts.selectors import Access, Caller, caller_for_person, subject_access, user_may_receive_tokens
 from apikeys.keyformat import key_digest, key_parse
 from apikeys.models import ApiKey
 
@@ -88,6 +88,9 @@ INTROSPECTION_FIELDS = (
     "revoked_at",
     "user__username",
     "user__is_active",
+    "user__is_self_registered",
+    "user__email",
+    "user__email_verified",
     "application__client_id",
     "application__is_active",
 )
@@ -114,10 +117,10 @@ def apikey_verify(*, presented: str, now: datetime | None = None, narrow: bool =
     now = now or timezone.now()
     if not key.is_usable(now):
         return None
-    if (key.user is not None and not key.user.is_active) or (
+    if (key.user is not None and not (key.user.is_active and user_may_receive_tokens(key.user))) or (
         key.application is not None and not key.application.is_active
     ):
-        return None
+        return None  # a self-registered owner's address unverified (changed): as its refresh tokens
     return VerifiedKey(key=key)
 
 

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 import audit
 from accounts.models import Role
-from accounts.selectors import Caller, Holdings, holdings_of, subject_roles
+from accounts.selectors import Caller, Holdings, holdings_of, subject_roles, user_may_receive_tokens
 from accounts.services import caller_holds_check
 from apikeys import signals
 from apikeys.keyformat import key_digest, key_new, public_id_new
@@ -111,6 +111,9 @@ def apikey_create(
         raise ValidationError("a key needs an owner: a user or a client")
     if (user is not None and not user.is_active) or (application is not None and not application.is_active):
         raise ValidationError("the owner is deactivated")
+    if user is not None and not user_may_receive_tokens(user):
+        # A self-registered user gets no credential of any kind before the address is verified.
+        raise ValidationError("verify your e-mail address first")
     name = name.strip()
     if not name or len(name) > 100:
         raise ValidationError({"name": "name must be 1 to 100 characters"})

@@ -423,8 +423,8 @@ admin.site.disable_action("reset_second_factors")
 class BrowserSessionAdmin(admin.ModelAdmin):
     """Users' browser sessions, for staff holding idp.sessions.end (through a role; a superuser holds
     everything): listed by public id (the key is not stored), ended only with the action, through
-    idp.sessions.services (tokens revoked, clients told, session.ended recorded), and only those of
-    users holding nothing the staff member does not (staff_may_end_check)."""
+    idp.sessions.services (tokens revoked, clients told, session.ended recorded), and both listed
+    and ended only for users holding nothing the staff member does not (staff_may_end_check)."""
 
     list_display = ("public_id", "user", "device", "ip_address", "created_at", "last_active_at", "applications")
     list_filter = ("last_active_at",)
@@ -434,7 +434,10 @@ class BrowserSessionAdmin(admin.ModelAdmin):
     actions = ["end_sessions"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BrowserSession]:
-        return super().get_queryset(request).filter(user__isnull=False).select_related("user")
+        # Only what the caller may end is shown: an administrator's addresses and devices are not
+        # for a lesser staff member to see (the management API's listing refuses them too).
+        visible = session_selectors.sessions_staff_may_end(caller=admin_caller(request))
+        return super().get_queryset(request).filter(pk__in=visible.values("pk")).select_related("user")
 
     @admin.display(description="device")
     def device(self, obj: BrowserSession) -> str:

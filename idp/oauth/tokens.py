@@ -29,10 +29,12 @@ def user_tokens_revoke(
     reason: str,
     application: Application | None = None,
     session_id: str | None = None,
+    keep_session_id: str | None = None,
     id_tokens: bool = False,
 ) -> int:
     """Revoke a user's live tokens at one client, or at every client, or those issued through one
-    browser session (session_id, idp.oauth.sessions): each refresh token with its whole family,
+    browser session (session_id, idp.oauth.sessions), or all but those of one (keep_session_id,
+    including those of sessions whose rows are gone): each refresh token with its whole family,
     then any access token left. One token.revoked per client that had any. With id_tokens the ID
     tokens of the revoked access tokens go too (a deleted ID token is no longer accepted as an
     id_token_hint), and so do the session's codes not redeemed yet.
@@ -46,6 +48,9 @@ def user_tokens_revoke(
     if session_id is not None:
         access, refresh = access.filter(session_id=session_id), refresh.filter(session_id=session_id)
         Grant.objects.filter(user_id=user_id, session_id=session_id, redeemed_at__isnull=True).delete()
+    if keep_session_id is not None:
+        access, refresh = access.exclude(session_id=keep_session_id), refresh.exclude(session_id=keep_session_id)
+        Grant.objects.filter(user_id=user_id, redeemed_at__isnull=True).exclude(session_id=keep_session_id).delete()
     # Locked in DOT's order (refresh, then access), so a refresh running now either commits first
     # (its new token joins a family swept below) or waits, then finds its token revoked
     # (validator._save_bearer_token re-checks under the same lock).

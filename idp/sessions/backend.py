@@ -21,7 +21,9 @@ from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
+import audit
 from idp.models import BrowserSession
+from idp.sessions.services import session_end_by_key
 
 # Stored in the session data by idp.oauth.sessions; copied to the row's columns at each save.
 SID_KEY = "idp_sid"
@@ -82,6 +84,18 @@ class SessionStore(DbSessionStore):
             self.delete(old_key)
         self.create()
         self._session_cache = data
+
+    def flush(self) -> None:
+        """Django flushes a session when the browser signs in as someone else (django.contrib.auth.
+        login), or as the same person after a password change elsewhere. The session a user was
+        signed in with then ends through the one path (its tokens revoked, its clients told,
+        session.ended): its row is about to go from the user's sessions page, and what it issued
+        must not live on where nobody sees it. At sign-out it has ended already: nothing is found."""
+        if self.session_key is not None:
+            session_end_by_key(
+                session_key=self.session_key, actor=audit.Actor.system("sessions"), reason="signed_in_as_another_user"
+            )
+        super().flush()
 
     def delete(self, session_key: str | None = None) -> None:
         if session_key is None:

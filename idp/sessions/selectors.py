@@ -8,9 +8,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
+from accounts.models import RoleAssignment
+from accounts.selectors import Caller, caller_holdings
 from idp.models import Application, BrowserSession
 
 PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # secrets.token_urlsafe's alphabet
@@ -34,6 +36,21 @@ def session_get_for_user(*, user_id: int, public_id: str) -> BrowserSession:
     if found is None:
         raise Http404
     return found
+
+
+def sessions_staff_may_end(*, caller: Caller) -> QuerySet[BrowserSession]:
+    """The signed-in sessions a staff member may see and end: services.staff_may_end_check's rule
+    for every user at once. Users holding no role the caller does not (their permissions come
+    with their roles), and staff accounts only for an operator (or the caller's own)."""
+    rows = BrowserSession.objects.filter(user__isnull=False)
+    if caller.is_operator:
+        return rows
+    lacked = RoleAssignment.objects.exclude(role_id__in=caller_holdings(caller=caller).role_ids).filter(
+        Q(user_id=OuterRef("user_id")) | Q(group__user__id=OuterRef("user_id"))
+    )
+    rows = rows.exclude(Exists(lacked))
+    not_staff = Q(user__is_staff=False, user__is_superuser=False)
+    return rows.filter(not_staff | Q(user_id=caller.user_id)) if caller.user_id is not None else rows.filter(not_staff)
 
 
 @functools.lru_cache(maxsize=1024)

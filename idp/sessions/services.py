@@ -100,9 +100,16 @@ def sessions_end(
 ) -> list[EndedSession]:
     """user_sessions_end, returning what was ended (for the signed-out page's front-channel)."""
     rows = BrowserSession.objects.select_for_update().filter(user_id=user_id).order_by("pk")
+    kept_sid = None
     if keep_session_key:
         rows = rows.exclude(session_key=keep_session_key)
-    return [_end(row, actor=actor, reason=reason) for row in rows]
+        kept_sid = BrowserSession.objects.filter(session_key=keep_session_key).values_list("sid", flat=True).first()
+    ended = [_end(row, actor=actor, reason=reason) for row in rows]
+    # Tokens outlive the row of the session they were issued through (a sign-in as someone else in
+    # that browser flushes it, clearsessions deletes it once expired): "every session but this one"
+    # revokes theirs too, or a password changed to lock an intruder out would leave them theirs.
+    user_tokens_revoke(user_id=user_id, actor=actor, reason=reason, keep_session_id=kept_sid or None, id_tokens=True)
+    return ended
 
 
 def user_sessions_end(*, user_id: int, actor: audit.Actor, reason: str, keep_session_key: str | None = None) -> int:

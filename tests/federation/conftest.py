@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import redis
 import requests
 
 from tests.factories import SYSTEM
-from tests.ops.processes import Server, gunicorn_stop, wait_for
+from tests.ops.processes import Server, wait_for
 from tests.security.test_header_limits import REPO, procfile_web
 
 UPSTREAM_REDIS = "redis://127.0.0.1:6379/9"
@@ -156,6 +157,17 @@ def _gunicorn(port: int, log_path: Path, env: dict[str, str]) -> Server:
     return server
 
 
+def _stop(server: Server) -> None:
+    """A quick shutdown (SIGINT): the directory is thrown away, nothing to drain."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def upstream(django_db_setup, django_db_blocker, live_server, tmp_path_factory) -> Iterator[Upstream]:
     from django.db import connection
@@ -199,7 +211,7 @@ def upstream(django_db_setup, django_db_blocker, live_server, tmp_path_factory) 
         )
     finally:
         if server is not None:
-            gunicorn_stop(server)
+            _stop(server)
         with django_db_blocker.unblock():
             _drop(settings_dict, name)
 

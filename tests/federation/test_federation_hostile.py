@@ -20,7 +20,14 @@ from audit.models import AuditEvent
 from idp.federation.client import secret_encrypt
 from idp.mfa.signin import AUTH_KEY
 from idp.models import UpstreamLink, UpstreamProvider, UpstreamRoleMapping
-from tests.factories import SYSTEM, make_user, post_sign_in_form, second_factor_for, totp_device
+from tests.factories import (
+    SYSTEM,
+    make_user,
+    post_sign_in_form,
+    second_factor_for,
+    session_authenticated,
+    totp_device,
+)
 from tests.federation.fake_upstream import CLIENT_ID, CLIENT_SECRET, OTHER_KEY, FakeUpstream, fake_upstream
 from tests.hostile import VALUES
 
@@ -347,3 +354,32 @@ def test_an_address_counts_as_verified_only_from_a_trusted_upstream(client, prov
     UpstreamProvider.objects.filter(pk=provider.pk).update(trust_email=True)
     assert _sign_in(Client(), fake, sub="s-2", email="bo@fake.example", email_verified="true").status_code == 302
     assert User.objects.get(email="bo@fake.example").email_verified is False  # the string is not true
+
+
+def test_start_and_callback_are_rate_limited_with_the_sign_in(client, provider, fake, settings):
+    settings.IDP_RATE_LIMITS = {name: "1000/minute" for name in settings.IDP_RATE_LIMITS} | {"signin.ip": "3/minute"}
+    answers = [
+        client.get(f"/accounts/upstream/{SLUG}/").status_code,
+        _callback(client, state="s", code="c").status_code,
+        client.get(f"/accounts/upstream/{SLUG}/").status_code,
+        _callback(client, state="s", code="c").status_code,
+    ]
+    assert answers == [302, 400, 302, 429]
+
+
+def test_linking_an_account_with_a_second_factor_needs_that_factor(client, provider, fake):
+    local = make_user(username="ann-local", email="ann@fake.example")
+    User.objects.filter(pk=local.pk).update(email_verified=True)
+    totp_device(local)
+    assert _sign_in(client, fake, email="ann@fake.example")["Location"] == "/accounts/link-upstream/"
+    client.force_login(local)
+    session_authenticated(client, amr=["pwd"])  # the password, not the factor it has
+    assert client.post("/accounts/link-upstream/").status_code == 403
+    session_authenticated(client, amr=["pwd"], seconds_ago=3600)  # before the link was asked for
+    assert client.post("/accounts/link-upstream/").status_code == 403
+    session_authenticated(client, amr=["pwd", "otp", "mfa"])
+    linked = client.post("/accounts/link-upstream/")
+    assert linked.status_code == 302 and linked["Location"] == "/dashboard/"
+    assert UpstreamLink.objects.get().user == local
+    assert client.post("/accounts/link-upstream/").status_code == 400  # done: nothing pending any more
+    assert _refusals() == ["link_not_proved", "link_not_proved", "nothing_to_link"]

@@ -99,3 +99,27 @@ def test_hostile_admin_fields_are_form_errors(admin_client, field, kind):
         assert kind in {"html", "unicode"}
     else:
         assert not UpstreamProvider.objects.exists()
+
+
+def test_an_upstream_is_changed_only_by_who_holds_what_it_maps(client, admin_client):
+    engineer = role_create(name="engineer", permissions=[], actor=SYSTEM)
+    assert admin_client.post(ADD, _form(**_mapping("eng", engineer))).status_code == 302
+    provider = UpstreamProvider.objects.get()
+    staff = make_staff(model_permissions=MODEL_PERMISSIONS)
+    signed_in_client(staff, client=client)
+    change = f"/admin/idp/upstreamprovider/{provider.pk}/change/"
+    # Pointing it at another issuer would hand "engineer" to whoever runs that one.
+    hijack = _form(issuer="https://evil.example") | {
+        "role_mappings-TOTAL_FORMS": "1",
+        "role_mappings-INITIAL_FORMS": "1",
+        "role_mappings-0-id": str(UpstreamRoleMapping.objects.get().pk),
+        "role_mappings-0-provider": str(provider.pk),
+        "role_mappings-0-value": "eng",
+        "role_mappings-0-role": str(engineer.pk),
+    }
+    assert client.post(change, hijack).status_code == 403
+    assert client.post(f"/admin/idp/upstreamprovider/{provider.pk}/delete/", {"post": "yes"}).status_code == 403
+    provider.refresh_from_db()
+    assert provider.issuer == "https://login.corp.example"
+    role_grant(role=engineer, user=staff, actor=SYSTEM)
+    assert client.post(change, hijack).status_code == 302

@@ -216,4 +216,4 @@ def test_a_browser_signing_in_as_someone_else_ends_the_previous_persons_session(
     refused = shared.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     ended = AuditEvent.objects.get(action="session.ended", target_id=str(alice.pk))
-    assert ended.data["reason"] == "signed_in_as_another_user"
+    assert ended.data["reason"] == "flushed"

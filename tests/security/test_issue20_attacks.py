@@ -11,9 +11,10 @@ the least-privileged insider: each test is a hole that was open, and stays shut.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 import pytest
+from django.test import Client
 
 import audit
 from accounts.models import ADMIN_ROLE, SESSIONS_END, Role
@@ -35,6 +36,7 @@ from tests.factories import (
     signed_in_session,
     tokens_at,
 )
+from tests.hostile import INTERNALS, VALUES
 from tests.relying_party import parse_form
 
 SYSTEM = audit.Actor.system("tests")
@@ -217,3 +219,24 @@ def test_a_browser_signing_in_as_someone_else_ends_the_previous_persons_session(
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     ended = AuditEvent.objects.get(action="session.ended", target_id=str(alice.pk))
     assert ended.data["reason"] == "flushed"
+
+
+# --- Hostile path segments ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(set(VALUES) - {"empty"}))
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/accounts/upstream/{}/",
+        "/accounts/upstream/{}/callback/?state=s&code=c",
+        "/accounts/email/verify/{}/a-b/",
+        "/accounts/email/verify/MQ/{}/",
+    ],
+)
+def test_hostile_path_segments_of_the_account_and_upstream_pages_are_refused_cleanly(db, path, kind):
+    browser = Client(raise_request_exception=False)
+    reply = browser.get(path.format(quote(VALUES[kind], safe="")))
+    assert 400 <= reply.status_code < 500, (path, kind, reply.status_code)
+    text = reply.content.decode("utf-8", "replace")
+    assert not any(internal in text for internal in INTERNALS), text[:300]

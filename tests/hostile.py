@@ -48,6 +48,7 @@ WHERE = {
     "tests/mfa/test_security_page.py": "the security page's forms: names, codes, device ids, sizes",
     "tests/mfa/test_mfa_admin_and_api.py": "the second-factor reset in the management API",
     "tests/mfa/test_passkeys_hostile.py": "passkeys: replayed, foreign-user, foreign-origin assertions; bad JSON",
+    "tests/security/test_issue20_attacks.py": "account and upstream pages: hostile path segments",
     "tests/federation/test_federation_hostile.py": "brokered sign-in: forged, replayed callbacks; bad ID tokens",
     "tests/federation/test_upstream_admin.py": "upstream providers in Django admin: fields and role mappings",
     "tests/e2e/test_hostile_inputs.py": "OAuth and OpenID endpoints, parameter by parameter, over the live server",

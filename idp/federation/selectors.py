@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import QuerySet
 
 from accounts.models import ADMIN_ROLE, MANAGEMENT_PERMISSIONS, Role
 from idp.models import UpstreamProvider
+
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,40}")  # a SlugField's alphabet, UpstreamProvider.slug's length
 
 
 def upstream_list_enabled() -> QuerySet[UpstreamProvider]:
@@ -15,7 +19,9 @@ def upstream_list_enabled() -> QuerySet[UpstreamProvider]:
 
 def upstream_enabled_get(*, slug: str) -> UpstreamProvider | None:
     """An enabled upstream by its slug; None for one unknown or switched off (the same answer)."""
-    return UpstreamProvider.objects.filter(slug=slug[:40], is_enabled=True).first()
+    if SLUG.fullmatch(slug) is None:
+        return None  # never queried: a NUL byte would be a database error, not a miss
+    return UpstreamProvider.objects.filter(slug=slug, is_enabled=True).first()
 
 
 def role_mappable(role: Role) -> bool:

@@ -47,7 +47,8 @@ def upstream_signin_failed(*, upstream: str, reason: str, user: User | None = No
         actor=audit.Actor.anonymous(),
         target=audit.Target.user(user) if user is not None else None,
         outcome="failure",
-        data={"upstream": upstream[:40], "reason": reason[:40]},
+        # The slug of an unknown upstream is whatever the path held: no NUL into jsonb.
+        data={"upstream": upstream[:40].replace("\x00", ""), "reason": reason[:40]},
     )
 
 

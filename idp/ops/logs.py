@@ -145,13 +145,16 @@ _SECRET_KEYS = frozenset(
     }
 )
 # What a secret looks like in text: an API key (its public id may show, as on the dashboard), a
-# JWT (access tokens, ID tokens, logout's id_token_hint), an Authorization header's credential.
+# JWT (access tokens, ID tokens, logout's id_token_hint), an Authorization header's credential,
+# the token of a password reset or e-mail verification link (Django's token generator: a base-36
+# timestamp and 32 hex digits), a segment of the link's path that every request line logs.
 # Opaque tokens, codes and client secrets look like any random string; those are kept out by never
 # logging them (settings.LOGGING holds the libraries that would at DEBUG).
 _SECRET_SHAPES = re.compile(
     rf"(?P<key_head>{KEY_HEAD})[0-9A-Za-z]+"  # the key's head (prefix and public id) is kept
     rf"|\b{COMPACT_JWT}"
     r"|\b(?P<scheme>(?i:bearer|basic)\s+)[\w.~+/=-]{8,}"
+    r"|(?<=/)[0-9a-z]{1,13}-[0-9a-f]{32}(?=/|$)"
 )
 
 

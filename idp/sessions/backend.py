@@ -92,9 +92,7 @@ class SessionStore(DbSessionStore):
         session.ended): its row is about to go from the user's sessions page, and what it issued
         must not live on where nobody sees it. At sign-out it has ended already: nothing is found."""
         if self.session_key is not None:
-            session_end_by_key(
-                session_key=self.session_key, actor=audit.Actor.system("sessions"), reason="signed_in_as_another_user"
-            )
+            session_end_by_key(session_key=self.session_key, actor=audit.Actor.system("sessions"), reason="flushed")
         super().flush()
 
     def delete(self, session_key: str | None = None) -> None:

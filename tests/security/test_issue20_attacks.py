@@ -11,14 +11,19 @@ the least-privileged insider: each test is a hole that was open, and stays shut.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 import audit
 from accounts.models import ADMIN_ROLE, SESSIONS_END, Role
 from accounts.selectors import Caller
 from accounts.services import role_grant, user_email_change, user_email_verify, user_register
+from accounts.tokens import email_verification_token, password_reset_token
 from apikeys.models import ApiKey
 from apikeys.services import apikey_create
 from audit.models import AuditEvent
@@ -35,6 +40,8 @@ from tests.factories import (
     signed_in_session,
     tokens_at,
 )
+from tests.hostile import INTERNALS, VALUES
+from tests.ops.test_logs import server_log  # noqa: F401 - a fixture, used by name
 from tests.relying_party import parse_form
 
 SYSTEM = audit.Actor.system("tests")
@@ -216,4 +223,44 @@ def test_a_browser_signing_in_as_someone_else_ends_the_previous_persons_session(
     refused = shared.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
     ended = AuditEvent.objects.get(action="session.ended", target_id=str(alice.pk))
-    assert ended.data["reason"] == "signed_in_as_another_user"
+    assert ended.data["reason"] == "flushed"
+
+
+# --- Hostile path segments ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(set(VALUES) - {"empty"}))
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/accounts/upstream/{}/",
+        "/accounts/upstream/{}/callback/?state=s&code=c",
+        "/accounts/email/verify/{}/a-b/",
+        "/accounts/email/verify/MQ/{}/",
+    ],
+)
+def test_hostile_path_segments_of_the_account_and_upstream_pages_are_refused_cleanly(db, path, kind):
+    browser = Client(raise_request_exception=False)
+    reply = browser.get(path.format(quote(VALUES[kind], safe="")))
+    assert 400 <= reply.status_code < 500, (path, kind, reply.status_code)
+    text = reply.content.decode("utf-8", "replace")
+    assert not any(internal in text for internal in INTERNALS), text[:300]
+
+
+# --- Link tokens in the request log ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["password-reset-confirm", "email-verify"])
+def test_the_request_log_does_not_keep_the_token_of_a_reset_or_verification_link(client, db, server_log, link):  # noqa: F811
+    # Whoever reads the logs (an operator, a log pipeline) must not get a usable reset link.
+    user = make_user()
+    generator = password_reset_token if link == "password-reset-confirm" else email_verification_token
+    token = generator.make_token(user)
+    path = reverse(link, kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)), "token": token})
+
+    reply = client.get(path)
+
+    assert reply.status_code in (200, 302)
+    assert server_log.requests(path=path) == [], "the path is logged as is"
+    assert token not in server_log.text
+    assert token.split("-")[1] not in server_log.text

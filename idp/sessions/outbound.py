@@ -14,6 +14,7 @@ every attempt has a timeout.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,10 @@ def logout_uri_problems(uri: str, *, resolve: bool = True) -> list[str]:
         return ["Must be an absolute https URI."]
     if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
         return [f"{uri} must use https; plain http is allowed only for 127.0.0.1 and [::1]."]
+    if not _host_is_well_formed(host):
+        # Also where names are not resolved (development): the origin goes into the signed-out
+        # page's Content-Security-Policy (frame-src), where ';' or ',' would start a directive.
+        return ["Not a valid host name."]
     if parts.fragment or uri.endswith("#"):
         return ["Must not have a fragment."]
     if parts.username is not None or parts.password is not None:
@@ -81,6 +86,19 @@ def logout_uri_problems(uri: str, *, resolve: bool = True) -> list[str]:
     if not all(address_is_public(address) for address in addresses):
         return [f"The host {host} is at a private, loopback or otherwise non-public address."]
     return []
+
+
+HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?", re.ASCII)
+
+
+def _host_is_well_formed(host: str) -> bool:
+    """A DNS name in letters, digits and hyphens (an internationalised one in its xn-- form), or
+    an IP address (urlsplit gives it lower-cased, an IPv6 one without its brackets)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.fullmatch(host)) and len(host) <= 253
 
 
 def host_addresses(host: str) -> list[str]:

@@ -195,6 +195,25 @@ def test_hostile_logout_uris_are_refused_at_registration_in_production(db, setti
         assert problem in messages or (problem == "non-public" and "private" in messages), messages
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://rp.example.com;script-src/logout",  # would end frame-src and start a directive
+        "https://rp.example.com,evil/logout",
+        "https://rp.example.com'/logout",
+        "https://rp_example.com/logout",
+        "https://-rp.example.com/logout",
+        "https://r\u00e9p.example.com/logout",
+    ],
+)
+def test_hostile_logout_uri_hosts_are_refused_also_where_names_are_not_resolved(db, settings, uri):
+    settings.IDP_LOGOUT_ALLOW_PRIVATE_ADDRESSES = True  # development: no resolution, only the syntax
+    for field in ("backchannel_logout_uri", "frontchannel_logout_uri"):
+        with pytest.raises(ValidationError) as refused:
+            make_client(**{field: uri})
+        assert "valid host" in " ".join(refused.value.message_dict[field]).lower()
+
+
 def test_a_public_address_is_accepted_at_registration_in_production(db, settings):
     settings.IDP_LOGOUT_ALLOW_PRIVATE_ADDRESSES = False
     issued = make_client(backchannel_logout_uri="https://8.8.8.8/logout")

@@ -73,6 +73,27 @@ ENDPOINTS = [
         lambda t: (f"/users/{t.user().pk}/mfa-reset/", {"reason": "lost"}),
         204,
     ),
+    Endpoint(
+        "GET",
+        "/users/{user_id}/sessions/",
+        "idp.sessions.end",
+        lambda t: (f"/users/{t.user().pk}/sessions/", None),
+        200,
+    ),
+    Endpoint(
+        "POST",
+        "/users/{user_id}/sessions/end/",
+        "idp.sessions.end",
+        lambda t: (f"/users/{t.user().pk}/sessions/end/", {"reason": "lost"}),
+        200,
+    ),
+    Endpoint(
+        "DELETE",
+        "/users/{user_id}/sessions/{session_id}/",
+        "idp.sessions.end",
+        lambda t: (f"/users/{t.user().pk}/sessions/999999999/", None),
+        404,
+    ),
     Endpoint("GET", "/permissions/", "idp.roles.read", lambda t: ("/permissions/", None), 200),
     Endpoint(
         "POST",

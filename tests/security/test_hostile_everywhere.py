@@ -177,6 +177,17 @@ API = [
         "reason",
         free_text=True,
     ),
+    # Sessions of a user with none: ending them (all, or an unknown one) changes nothing.
+    api("user-sessions-list", "GET", lambda w: f"/users/{w['inactive_user'].pk}/sessions/", {}, "q"),
+    api("user-session-end", "DELETE", lambda w: f"/users/{w['inactive_user'].pk}/sessions/999999999/", {}, "q"),
+    api(
+        "user-sessions-end",
+        "POST",
+        lambda w: f"/users/{w['inactive_user'].pk}/sessions/end/",
+        {},
+        "reason",
+        free_text=True,
+    ),
     api("permissions-list", "GET", lambda w: "/permissions/", {}, "q"),
     api("permissions-create", "POST", lambda w: "/permissions/", {"description": "d"}, "codename"),
     api("roles-list", "GET", lambda w: "/roles/", {}, "client_id"),

@@ -63,6 +63,15 @@ def _fresh_rate_limits_and_lockouts():
 
 
 @pytest.fixture
+def fast_password_hashing(settings):
+    """Argon2 costs about 0.15 s per password hashed and again per sign-in, by design; tests whose
+    subject is not password storage (which keeps its own tests) hash with MD5. Only for code in
+    this process (the live server): a gunicorn or Celery subprocess keeps the real hashers, so a
+    directory whose tests sign in at one must not use this. Client secrets keep their hasher."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.keys.hashers.ClientSecretHasher"]
+
+
+@pytest.fixture
 def signing_key(db):
     import audit
     from idp.keys.rotation import signing_keys_ensure

@@ -49,3 +49,8 @@ def sign_in(op: RelyingParty, subject, **kwargs) -> AuthorizationResult:
     kwargs.setdefault("consent", "allow-remember")
     kwargs.setdefault("scope", "openid")
     return sign_in_at(op, subject, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(fast_password_hashing):
+    """MD5 for users' passwords here (tests/conftest.py says why and when not)."""

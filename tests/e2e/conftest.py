@@ -17,3 +17,8 @@ def machine(db):
 def resource_server(db):
     """A confidential client that only calls introspection, as an API gateway would."""
     return make_resource_server()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(fast_password_hashing):
+    """MD5 for users' passwords here (tests/conftest.py says why and when not)."""

@@ -247,3 +247,8 @@ def add_upstream(issuer: str, client_id: str, client_secret: str, **fields: Any)
 def corp(upstream, signing_key):
     """The downstream's configuration of the company directory."""
     return add_upstream(upstream.issuer, upstream.client_id, upstream.client_secret)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(fast_password_hashing):
+    """MD5 for users' passwords here (tests/conftest.py says why and when not)."""
